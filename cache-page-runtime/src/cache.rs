@@ -1,0 +1,212 @@
+//! `Cache`: a store plus the settings that go with it, and the process-wide registry
+//! that handlers and business logic reach it through.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock, RwLock},
+    time::Duration,
+};
+
+use crate::{Error, MemoryStore, Store};
+
+/// A handle on a store and its settings. Cheap to clone; clones share everything.
+///
+/// Install one at start-up with [`install`] and every `#[cache_page]` handler uses it;
+/// with none installed, a [`MemoryStore`] is used. A handler names another with
+/// `store = "name"` after [`install_named`]; a request carrying a `Cache` in its
+/// extensions (`Router::layer(Extension(cache))`) uses that one instead of the default.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_page_runtime::{Cache, MemoryStore};
+///
+/// let cache = Cache::builder(MemoryStore::new())
+///     .timeout(Duration::from_millis(100))
+///     .max_body_bytes(1 << 20)
+///     .build();
+/// cache_page_runtime::install(cache).expect("installed once, at start-up");
+/// ```
+#[derive(Clone, Debug)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    timeout: Duration,
+    max_body_bytes: usize,
+    cache_status: Option<&'static str>,
+}
+
+/// Builds a [`Cache`].
+#[derive(Debug)]
+pub struct CacheBuilder {
+    store: Arc<dyn Store>,
+    timeout: Duration,
+    max_body_bytes: usize,
+    cache_status: Option<&'static str>,
+}
+
+impl Cache {
+    /// A cache on `store` with the default settings of [`builder`](Self::builder).
+    pub fn new(store: impl Store) -> Self {
+        Self::builder(store).build()
+    }
+
+    /// A cache on a new [`MemoryStore`].
+    pub fn memory() -> Self {
+        Self::new(MemoryStore::new())
+    }
+
+    /// Starts a builder. Defaults: store operations time out after 500 ms, bodies up
+    /// to 8 MiB are stored, and responses carry a `Cache-Status` header named
+    /// `cache-page`.
+    pub fn builder(store: impl Store) -> CacheBuilder {
+        CacheBuilder {
+            store: Arc::new(store),
+            timeout: Duration::from_millis(500),
+            max_body_bytes: 8 * 1024 * 1024,
+            cache_status: Some("cache-page"),
+        }
+    }
+
+    /// The store behind this cache.
+    pub fn store(&self) -> &dyn Store {
+        &*self.inner.store
+    }
+
+    /// How long a request waits for the store before serving uncached.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// Largest body stored; larger responses pass through uncached.
+    pub fn max_body_bytes(&self) -> usize {
+        self.inner.max_body_bytes
+    }
+
+    /// The cache name written in `Cache-Status`, if the header is on.
+    pub fn cache_status(&self) -> Option<&'static str> {
+        self.inner.cache_status
+    }
+
+    /// Invalidates every page of `group` in this cache, in O(1). Returns once the new
+    /// version is in the store, so no request that starts afterwards is served a page
+    /// stored before.
+    pub async fn invalidate_group(&self, group: &str) -> Result<u64, Error> {
+        let version = self.with_timeout(self.store().invalidate_group(group)).await?;
+        tracing::debug!(group, version, "invalidated cache group");
+        Ok(version)
+    }
+
+    /// The current version of `group` (what its pages' keys are hashed with).
+    pub async fn group_version(&self, group: &str) -> Result<u64, Error> {
+        self.with_timeout(self.store().group_version(group)).await
+    }
+
+    pub(crate) async fn with_timeout<T>(
+        &self,
+        fut: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        tokio::time::timeout(self.inner.timeout, fut)
+            .await
+            .unwrap_or(Err(Error::Timeout(self.inner.timeout)))
+    }
+}
+
+impl CacheBuilder {
+    /// Longest wait for any store operation (default 500 ms). Past it, a request is
+    /// served uncached and an invalidation returns [`Error::Timeout`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Largest body stored (default 8 MiB). Larger responses pass through untouched.
+    pub fn max_body_bytes(mut self, n: usize) -> Self {
+        self.max_body_bytes = n;
+        self
+    }
+
+    /// The name in the `Cache-Status` header (RFC 9211), or `None` to send no header.
+    pub fn cache_status(mut self, name: Option<&'static str>) -> Self {
+        self.cache_status = name;
+        self
+    }
+
+    /// Builds the cache.
+    pub fn build(self) -> Cache {
+        Cache {
+            inner: Arc::new(Inner {
+                store: self.store,
+                timeout: self.timeout,
+                max_body_bytes: self.max_body_bytes,
+                cache_status: self.cache_status,
+            }),
+        }
+    }
+}
+
+static DEFAULT: OnceLock<Cache> = OnceLock::new();
+static NAMED: OnceLock<RwLock<HashMap<String, Cache>>> = OnceLock::new();
+
+/// Installs the default cache, once, at start-up.
+///
+/// Fails with [`Error::AlreadyInstalled`] if one was installed already, or if a
+/// request was served before (which put the in-process default in place).
+///
+/// ```
+/// use cache_page_runtime::{Cache, MemoryStore};
+///
+/// cache_page_runtime::install(Cache::new(MemoryStore::new())).unwrap();
+/// assert!(cache_page_runtime::install(Cache::memory()).is_err());
+/// ```
+pub fn install(cache: Cache) -> Result<(), Error> {
+    DEFAULT.set(cache).map_err(|_| Error::AlreadyInstalled)
+}
+
+/// Installs a cache under `name`, for handlers that say `store = "name"`. Installing a
+/// name again replaces the cache it names.
+///
+/// ```
+/// use cache_page_runtime::Cache;
+///
+/// cache_page_runtime::install_named("sessions", Cache::memory());
+/// assert!(cache_page_runtime::named_cache("sessions").is_some());
+/// ```
+pub fn install_named(name: impl Into<String>, cache: Cache) {
+    let mut named = NAMED.get_or_init(RwLock::default).write().unwrap_or_else(|e| e.into_inner());
+    named.insert(name.into(), cache);
+}
+
+/// The default cache: the one [`install`]ed, or an in-process one.
+pub fn default_cache() -> &'static Cache {
+    DEFAULT.get_or_init(Cache::memory)
+}
+
+/// The cache installed under `name`.
+pub fn named_cache(name: &str) -> Option<Cache> {
+    let named = NAMED.get()?.read().unwrap_or_else(|e| e.into_inner());
+    named.get(name).cloned()
+}
+
+/// Invalidates every page of `group` in the default cache, in O(1) whatever the number
+/// of pages: one command bumps the group's version, and pages stored at the old version
+/// are never served again (they expire on their own timeout).
+///
+/// Returns once the new version is in the store. Fails if the store cannot be
+/// reached, so business logic can tell an invalidation that did not happen.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cache_page_runtime::Error> {
+/// // After the products changed:
+/// cache_page_runtime::invalidate_group("views").await?;
+/// # Ok(()) }
+/// ```
+pub async fn invalidate_group(group: &str) -> Result<(), Error> {
+    default_cache().invalidate_group(group).await.map(|_| ())
+}

@@ -1,0 +1,187 @@
+//! `PageConfig`: everything the attribute says about a handler, as a value.
+
+use std::fmt;
+
+use http::request::Parts;
+
+use crate::key::{KeyFn, default_key};
+
+/// How a handler's pages are cached: what `#[cache_page(...)]` expands to.
+///
+/// The attribute builds one per handler, once, and keeps it in a `static`. It can also
+/// be built by hand.
+///
+/// ```
+/// use cache_page_runtime::{PageConfig, keys};
+///
+/// let config = PageConfig::new(3600u64)
+///     .key(keys::path_key)
+///     .group("views")
+///     .prefix("p");
+/// # let _ = config;
+/// ```
+pub struct PageConfig {
+    pub(crate) timeout: Timeout,
+    pub(crate) key: Box<dyn KeyFn>,
+    pub(crate) groups: Vec<Part>,
+    pub(crate) prefix: Part,
+    pub(crate) store: Option<&'static str>,
+}
+
+impl fmt::Debug for PageConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PageConfig")
+            .field("timeout", &self.timeout)
+            .field("groups", &self.groups)
+            .field("prefix", &self.prefix)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A string that is either fixed or computed from the request.
+#[doc(hidden)]
+pub enum Part {
+    Fixed(&'static str),
+    Computed(Box<dyn KeyFn>),
+}
+
+impl fmt::Debug for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Part::Fixed(s) => write!(f, "{s:?}"),
+            Part::Computed(_) => f.write_str("<fn>"),
+        }
+    }
+}
+
+impl Part {
+    pub(crate) fn resolve(&self, parts: &Parts) -> String {
+        match self {
+            Part::Fixed(s) => (*s).to_owned(),
+            Part::Computed(f) => f(parts),
+        }
+    }
+}
+
+/// A handler's timeout: fixed seconds or a function of the response. Not API:
+/// reachable only through [`IntoTimeout`].
+#[doc(hidden)]
+pub enum Timeout {
+    Secs(u64),
+    Computed(Box<dyn Fn(&http::response::Parts) -> u64 + Send + Sync>),
+}
+
+impl fmt::Debug for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Timeout::Secs(s) => write!(f, "{s}s"),
+            Timeout::Computed(_) => f.write_str("<fn>"),
+        }
+    }
+}
+
+impl Timeout {
+    /// The timeout in seconds for `response`; 0 means "do not store".
+    pub(crate) fn for_response(&self, response: &http::response::Parts) -> u64 {
+        match self {
+            Timeout::Secs(s) => *s,
+            Timeout::Computed(f) => f(response),
+        }
+    }
+}
+
+/// What `timeout = ...` accepts: a number of seconds, or a function of the response's
+/// parts that returns seconds (0: do not store this response).
+///
+/// ```
+/// use cache_page_runtime::PageConfig;
+/// use cache_page_runtime::http::{StatusCode, response::Parts};
+///
+/// fn by_status(res: &Parts) -> u64 {
+///     if res.status == StatusCode::NOT_FOUND { 60 } else { 3600 }
+/// }
+/// let _ = PageConfig::new(by_status);
+/// let _ = PageConfig::new(60 * 15);
+/// ```
+pub trait IntoTimeout: sealed::Sealed {
+    #[doc(hidden)]
+    fn into_timeout(self) -> Timeout;
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+macro_rules! int_timeouts {
+    ($($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl IntoTimeout for $t {
+            fn into_timeout(self) -> Timeout {
+                // A negative number of seconds caches nothing, as 0 does.
+                Timeout::Secs(u64::try_from(self).unwrap_or(0))
+            }
+        }
+    )*};
+}
+int_timeouts!(u16, u32, u64, usize, i32, i64);
+
+impl<F> sealed::Sealed for F where F: Fn(&http::response::Parts) -> u64 + Send + Sync + 'static {}
+impl<F> IntoTimeout for F
+where
+    F: Fn(&http::response::Parts) -> u64 + Send + Sync + 'static,
+{
+    fn into_timeout(self) -> Timeout {
+        Timeout::Computed(Box::new(self))
+    }
+}
+
+impl PageConfig {
+    /// A config with `timeout` and the defaults: [`default_key`], no group, no prefix,
+    /// the default store.
+    pub fn new(timeout: impl IntoTimeout) -> Self {
+        PageConfig {
+            timeout: timeout.into_timeout(),
+            key: Box::new(default_key),
+            groups: Vec::new(),
+            prefix: Part::Fixed(""),
+            store: None,
+        }
+    }
+
+    /// The key function (default [`default_key`]).
+    pub fn key(mut self, key: impl KeyFn) -> Self {
+        self.key = Box::new(key);
+        self
+    }
+
+    /// Adds a fixed group.
+    pub fn group(mut self, group: &'static str) -> Self {
+        self.groups.push(Part::Fixed(group));
+        self
+    }
+
+    /// Adds a group computed from the request, such as one per tenant.
+    pub fn group_fn(mut self, group: impl KeyFn) -> Self {
+        self.groups.push(Part::Computed(Box::new(group)));
+        self
+    }
+
+    /// A fixed prefix.
+    pub fn prefix(mut self, prefix: &'static str) -> Self {
+        self.prefix = Part::Fixed(prefix);
+        self
+    }
+
+    /// A prefix computed from the request.
+    pub fn prefix_fn(mut self, prefix: impl KeyFn) -> Self {
+        self.prefix = Part::Computed(Box::new(prefix));
+        self
+    }
+
+    /// Uses the cache installed under `name` (see [`install_named`](crate::install_named)).
+    pub fn store(mut self, name: &'static str) -> Self {
+        self.store = Some(name);
+        self
+    }
+}

@@ -1,0 +1,45 @@
+//! The one error type of the crate.
+
+use std::time::Duration;
+
+/// Everything that can go wrong in cache-page.
+///
+/// On the request path none of these ever reaches the client: a store that fails or
+/// times out is logged and the page is served uncached. They surface only from calls
+/// made by business logic, such as [`invalidate_group`](crate::invalidate_group), so
+/// that it can tell an invalidation that did not happen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A Redis command failed (connection refused or lost, server error, bad URL).
+    #[cfg(feature = "redis")]
+    #[error("redis command failed")]
+    Redis(#[source] redis::RedisError),
+
+    /// The store did not answer within the configured command timeout.
+    #[error("cache store did not answer within {0:?}")]
+    Timeout(Duration),
+
+    /// A default cache was installed already; it is installed once, at start-up.
+    #[error("a default cache is already installed")]
+    AlreadyInstalled,
+
+    /// A handler or a call named a store that was never installed.
+    #[error("no cache named {0:?} is installed")]
+    UnknownCache(String),
+
+    /// A stored entry could not be decoded. It is treated as a miss and overwritten.
+    #[error("stored entry is not a valid cache-page entry: {0}")]
+    Corrupt(&'static str),
+
+    /// An error from a user-provided [`Store`](crate::Store).
+    #[error("cache store failed")]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+#[cfg(feature = "redis")]
+impl From<redis::RedisError> for Error {
+    fn from(err: redis::RedisError) -> Self {
+        Error::Redis(err)
+    }
+}

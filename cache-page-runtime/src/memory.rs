@@ -1,0 +1,178 @@
+//! `MemoryStore`: the in-process store, bounded in entries and bytes, TTL-aware.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use moka::sync::Cache as Moka;
+
+use crate::{
+    Entry, Error,
+    key::hash_key,
+    store::{BoxFuture, Lookup, PageKey, Store, version_seed},
+};
+
+/// The in-process store: the default when nothing else is installed.
+///
+/// Bounded in bytes and in entries (the least recently used entries go first), and
+/// every entry expires after its own timeout. Group versions are kept beside the
+/// entries and are never evicted.
+///
+/// # Example
+///
+/// ```
+/// use cache_page_runtime::{Cache, MemoryStore};
+///
+/// let store = MemoryStore::builder()
+///     .max_entries(50_000)
+///     .max_bytes(256 * 1024 * 1024)
+///     .build();
+/// let cache = Cache::new(store);
+/// # let _ = cache;
+/// ```
+#[derive(Clone)]
+pub struct MemoryStore {
+    entries: Moka<String, Arc<Entry>>,
+    versions: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("entries", &self.entries.entry_count())
+            .field("bytes", &self.entries.weighted_size())
+            .finish()
+    }
+}
+
+/// Builds a [`MemoryStore`].
+#[derive(Debug, Clone)]
+pub struct MemoryStoreBuilder {
+    max_entries: u64,
+    max_bytes: u64,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// A store of at most 10,000 entries and 64 MiB.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Starts a builder with the defaults of [`new`](Self::new).
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder { max_entries: 10_000, max_bytes: 64 * 1024 * 1024 }
+    }
+
+    /// Number of entries held (approximate while evictions are pending).
+    pub fn entry_count(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.entry_count()
+    }
+
+    fn versions_of(&self, groups: &[String]) -> Vec<u64> {
+        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        groups
+            .iter()
+            .map(|g| *versions.entry(g.clone()).or_insert_with(version_seed))
+            .collect()
+    }
+}
+
+impl MemoryStoreBuilder {
+    /// Most entries held at once (default 10,000).
+    pub fn max_entries(mut self, n: u64) -> Self {
+        self.max_entries = n.max(1);
+        self
+    }
+
+    /// Most bytes of entries held at once, headers and bodies (default 64 MiB).
+    pub fn max_bytes(mut self, n: u64) -> Self {
+        self.max_bytes = n.max(1);
+        self
+    }
+
+    /// Builds the store.
+    pub fn build(self) -> MemoryStore {
+        // Each entry weighs at least max_bytes / max_entries, so the byte bound also
+        // bounds the count.
+        let floor = (self.max_bytes / self.max_entries).max(1);
+        let entries = Moka::builder()
+            .max_capacity(self.max_bytes)
+            .weigher(move |key: &String, e: &Arc<Entry>| {
+                let size = key.len()
+                    + e.body.len()
+                    + e.headers.iter().map(|(n, v)| n.as_str().len() + v.len()).sum::<usize>();
+                u32::try_from((size as u64).max(floor)).unwrap_or(u32::MAX)
+            })
+            .expire_after(EntryTtl)
+            .build();
+        MemoryStore { entries, versions: Arc::default() }
+    }
+}
+
+struct EntryTtl;
+
+impl moka::Expiry<String, Arc<Entry>> for EntryTtl {
+    fn expire_after_create(&self, _: &String, e: &Arc<Entry>, _: Instant) -> Option<Duration> {
+        Some(e.ttl)
+    }
+    fn expire_after_update(
+        &self,
+        _: &String,
+        e: &Arc<Entry>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(e.ttl)
+    }
+}
+
+impl Store for MemoryStore {
+    fn lookup<'a>(&'a self, page: PageKey<'a>) -> BoxFuture<'a, Result<Lookup, Error>> {
+        let versions = self.versions_of(page.groups);
+        let pairs: Vec<(&str, u64)> =
+            page.groups.iter().map(String::as_str).zip(versions).collect();
+        let hash = hash_key(page.prefix, &pairs, page.key);
+        let entry = self.entries.get(&hash);
+        Box::pin(std::future::ready(Ok(Lookup { hash, entry })))
+    }
+
+    fn insert<'a>(
+        &'a self,
+        hash: &'a str,
+        mut entry: Arc<Entry>,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        if entry.ttl != ttl {
+            Arc::make_mut(&mut entry).ttl = ttl;
+        }
+        self.entries.insert(hash.to_owned(), entry);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn remove<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
+        let removed = self.entries.remove(hash).is_some();
+        Box::pin(std::future::ready(Ok(removed)))
+    }
+
+    fn invalidate_group<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
+        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        let v = versions.entry(group.to_owned()).or_insert_with(version_seed);
+        *v += 1;
+        let v = *v;
+        Box::pin(std::future::ready(Ok(v)))
+    }
+
+    fn group_version<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
+        let v = self.versions_of(std::slice::from_ref(&group.to_owned()))[0];
+        Box::pin(std::future::ready(Ok(v)))
+    }
+}

@@ -1,0 +1,98 @@
+//! What the cache captures from a request, and the extensions that steer it.
+
+use axum::extract::{FromRequest, Request};
+use http::{Method, request::Parts};
+
+/// A request extension that bypasses the cache: the handler runs and nothing is read
+/// from or written to the cache for this request.
+///
+/// Any middleware or extractor that runs before the handler's last extractor can set it.
+///
+/// ```
+/// use axum::{Router, extract::Request, middleware::{self, Next}, response::Response};
+/// use cache_page_runtime::DoNotCache;
+///
+/// // Never cache pages for logged-in staff.
+/// async fn staff_bypass(mut req: Request, next: Next) -> Response {
+///     if req.headers().contains_key("x-staff") {
+///         req.extensions_mut().insert(DoNotCache);
+///     }
+///     next.run(req).await
+/// }
+///
+/// let app: Router = Router::new().layer(middleware::from_fn(staff_bypass));
+/// # let _ = app;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DoNotCache;
+
+/// A request extension that forces a refresh: the cached page is not served; the
+/// handler runs and its response replaces the entry (the seed's `_bust_cache`).
+///
+/// ```
+/// use axum::extract::Request;
+/// use cache_page_runtime::RefreshCache;
+///
+/// fn bust(req: &mut Request) {
+///     req.extensions_mut().insert(RefreshCache);
+/// }
+/// # let _ = bust;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RefreshCache;
+
+/// What a cached handler knows of its request: nothing if the request bypasses the
+/// cache, otherwise a copy of its head.
+#[derive(Debug)]
+pub struct CacheRequest(pub(crate) Capture);
+
+#[derive(Debug)]
+pub(crate) enum Capture {
+    /// Not a GET or HEAD, or `DoNotCache` was set.
+    Bypass,
+    /// A cacheable request: its head, and whether to refresh the entry.
+    Lookup { parts: Box<Parts>, refresh: bool },
+}
+
+impl CacheRequest {
+    /// Captures `req`'s head if the request may be served from the cache.
+    pub fn capture(req: &Request) -> Self {
+        if !matches!(*req.method(), Method::GET | Method::HEAD)
+            || req.extensions().get::<DoNotCache>().is_some()
+        {
+            return CacheRequest(Capture::Bypass);
+        }
+        let (mut parts, ()) = Request::new(()).into_parts();
+        parts.method = req.method().clone();
+        parts.uri = req.uri().clone();
+        parts.version = req.version();
+        parts.headers = req.headers().clone();
+        parts.extensions = req.extensions().clone();
+        let refresh = req.extensions().get::<RefreshCache>().is_some();
+        CacheRequest(Capture::Lookup { parts: Box::new(parts), refresh })
+    }
+}
+
+/// The extractor the attribute wraps a handler's last argument in: it captures the
+/// request head for the cache, after every other extractor has run, then runs the
+/// wrapped extractor.
+#[derive(Debug)]
+pub struct WithCache<T>(pub T, pub CacheRequest);
+
+/// Marks [`WithCache`]'s extractor impl so it cannot overlap axum's own.
+#[derive(Debug)]
+pub struct ViaCache<M>(M);
+
+impl<S, T, M> FromRequest<S, ViaCache<M>> for WithCache<T>
+where
+    S: Send + Sync,
+    T: FromRequest<S, M>,
+{
+    type Rejection = T::Rejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let capture = CacheRequest::capture(&req);
+        let inner = T::from_request(req, state).await?;
+        Ok(WithCache(inner, capture))
+    }
+}

@@ -1,0 +1,1 @@
+//! Shared test support: a private redis-server per test binary, HTTP helpers.
