@@ -97,7 +97,9 @@ impl Cache {
     /// version is in the store, so no request that starts afterwards is served a page
     /// stored before.
     pub async fn invalidate_group(&self, group: &str) -> Result<u64, Error> {
-        let version = self.with_timeout(self.store().invalidate_group(group)).await?;
+        let version = self
+            .with_timeout(self.store().invalidate_group(group))
+            .await?;
         tracing::debug!(group, version, "invalidated cache group");
         Ok(version)
     }
@@ -178,7 +180,10 @@ pub fn install(cache: Cache) -> Result<(), Error> {
 /// assert!(cache_page_runtime::named_cache("sessions").is_some());
 /// ```
 pub fn install_named(name: impl Into<String>, cache: Cache) {
-    let mut named = NAMED.get_or_init(RwLock::default).write().unwrap_or_else(|e| e.into_inner());
+    let mut named = NAMED
+        .get_or_init(RwLock::default)
+        .write()
+        .unwrap_or_else(|e| e.into_inner());
     named.insert(name.into(), cache);
 }
 

@@ -96,17 +96,24 @@ impl Entry {
         let mut headers = Vec::with_capacity(count.min(buf.remaining() / 6));
         for _ in 0..count {
             let name = take(&mut buf, 2)?;
-            let name = HeaderName::from_bytes(&name).map_err(|_| Error::Corrupt("bad header name"))?;
+            let name =
+                HeaderName::from_bytes(&name).map_err(|_| Error::Corrupt("bad header name"))?;
             let value = take(&mut buf, 4)?;
-            let value =
-                HeaderValue::from_maybe_shared(value).map_err(|_| Error::Corrupt("bad header value"))?;
+            let value = HeaderValue::from_maybe_shared(value)
+                .map_err(|_| Error::Corrupt("bad header value"))?;
             headers.push((name, value));
         }
         let body = take(&mut buf, 4)?;
         if buf.has_remaining() {
             return Err(Error::Corrupt("trailing bytes"));
         }
-        Ok(Entry { status, headers, body, created_ms, ttl })
+        Ok(Entry {
+            status,
+            headers,
+            body,
+            created_ms,
+            ttl,
+        })
     }
 }
 
@@ -127,7 +134,8 @@ fn take(buf: &mut Bytes, width: usize) -> Result<Bytes, Error> {
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]
@@ -138,9 +146,18 @@ mod tests {
         Entry {
             status: StatusCode::OK,
             headers: vec![
-                (http::header::CONTENT_TYPE, HeaderValue::from_static("text/html")),
-                (HeaderName::from_static("x-a"), HeaderValue::from_static("1")),
-                (HeaderName::from_static("x-a"), HeaderValue::from_static("2")),
+                (
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html"),
+                ),
+                (
+                    HeaderName::from_static("x-a"),
+                    HeaderValue::from_static("1"),
+                ),
+                (
+                    HeaderName::from_static("x-a"),
+                    HeaderValue::from_static("2"),
+                ),
             ],
             body: Bytes::from_static(b"\x00\xffbinary\r\n"),
             created_ms: 1_700_000_000_123,
@@ -156,7 +173,11 @@ mod tests {
 
     #[test]
     fn empty_body_and_no_headers_round_trip() {
-        let e = Entry { headers: vec![], body: Bytes::new(), ..sample() };
+        let e = Entry {
+            headers: vec![],
+            body: Bytes::new(),
+            ..sample()
+        };
         assert_eq!(Entry::decode(e.encode()).unwrap(), e);
     }
 

@@ -7,7 +7,6 @@
 //! mistaken for a separator) and hashed with md5. [`hash_key`] is that function; an
 //! operator can call it to find the entry of a page by hand.
 
-
 use http::request::Parts;
 use md5::{Digest, Md5};
 
@@ -188,7 +187,14 @@ fn write_preimage(out: &mut impl std::fmt::Write, prefix: &str, groups: &[(&str,
     let _ = write!(out, "{}:{},", count.len(), count);
     for (name, version) in groups {
         let version = version.to_string();
-        let _ = write!(out, "{}:{},{}:{},", name.len(), name, version.len(), version);
+        let _ = write!(
+            out,
+            "{}:{},{}:{},",
+            name.len(),
+            name,
+            version.len(),
+            version
+        );
     }
     let _ = write!(out, "{}:{},", key.len(), key);
 }
@@ -224,7 +230,10 @@ mod tests {
     #[test]
     fn default_key_sorts_and_normalises_the_query() {
         assert_eq!(default_key(&parts("/a?b=2&a=1")), "/a?a=1&b=2");
-        assert_eq!(default_key(&parts("/a?a=%31")), default_key(&parts("/a?a=1")));
+        assert_eq!(
+            default_key(&parts("/a?a=%31")),
+            default_key(&parts("/a?a=1"))
+        );
         assert_eq!(default_key(&parts("/a?")), "/a");
         assert_eq!(default_key(&parts("/a")), "/a");
     }
@@ -240,9 +249,11 @@ mod tests {
     #[test]
     fn default_key_includes_the_host() {
         let mut p = parts("/a");
-        p.headers.insert(http::header::HOST, "one.test".parse().unwrap());
+        p.headers
+            .insert(http::header::HOST, "one.test".parse().unwrap());
         let mut q = parts("/a");
-        q.headers.insert(http::header::HOST, "two.test".parse().unwrap());
+        q.headers
+            .insert(http::header::HOST, "two.test".parse().unwrap());
         assert_ne!(default_key(&p), default_key(&q));
         assert_eq!(default_key(&p), "one.test/a");
     }
@@ -250,12 +261,21 @@ mod tests {
     #[test]
     fn separators_in_values_never_collide() {
         // The seed package joined parts with ':' and '-'; these pairs must differ.
-        assert_ne!(default_key(&parts("/?a=1-b:2")), default_key(&parts("/?a=1&b=2")));
-        assert_ne!(default_key(&parts("/?a=1%26b%3D2")), default_key(&parts("/?a=1&b=2")));
+        assert_ne!(
+            default_key(&parts("/?a=1-b:2")),
+            default_key(&parts("/?a=1&b=2"))
+        );
+        assert_ne!(
+            default_key(&parts("/?a=1%26b%3D2")),
+            default_key(&parts("/?a=1&b=2"))
+        );
         assert_ne!(hash_key("", &[], "/a-b"), hash_key("", &[], "/ab"));
         assert_ne!(hash_key("a:b", &[], "c"), hash_key("a", &[], "b:c"));
         assert_ne!(hash_key("a", &[], "bc"), hash_key("ab", &[], "c"));
-        assert_ne!(hash_key("", &[("a", 1)], "x"), hash_key("", &[("a1", 1)], "x"));
+        assert_ne!(
+            hash_key("", &[("a", 1)], "x"),
+            hash_key("", &[("a1", 1)], "x")
+        );
         assert_ne!(
             hash_key("", &[("a", 1), ("b", 2)], "x"),
             hash_key("", &[("a", 12)], "x")
@@ -285,7 +305,10 @@ mod tests {
         // md5("") is well known; an empty preimage is not possible, so check a fixed one.
         assert_eq!(hex(&Md5::digest(b"")), "d41d8cd98f00b204e9800998ecf8427e");
         let pre = key_preimage("p", &[("views", 7)], "/items");
-        assert_eq!(hash_key("p", &[("views", 7)], "/items"), hex(&Md5::digest(pre.as_bytes())));
+        assert_eq!(
+            hash_key("p", &[("views", 7)], "/items"),
+            hex(&Md5::digest(pre.as_bytes()))
+        );
     }
 
     #[test]

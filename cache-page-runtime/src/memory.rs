@@ -68,7 +68,10 @@ impl MemoryStore {
 
     /// Starts a builder with the defaults of [`new`](Self::new).
     pub fn builder() -> MemoryStoreBuilder {
-        MemoryStoreBuilder { max_entries: 10_000, max_bytes: 64 * 1024 * 1024 }
+        MemoryStoreBuilder {
+            max_entries: 10_000,
+            max_bytes: 64 * 1024 * 1024,
+        }
     }
 
     /// Number of entries held (approximate while evictions are pending).
@@ -109,12 +112,18 @@ impl MemoryStoreBuilder {
             .weigher(move |key: &String, e: &Arc<Entry>| {
                 let size = key.len()
                     + e.body.len()
-                    + e.headers.iter().map(|(n, v)| n.as_str().len() + v.len()).sum::<usize>();
+                    + e.headers
+                        .iter()
+                        .map(|(n, v)| n.as_str().len() + v.len())
+                        .sum::<usize>();
                 u32::try_from((size as u64).max(floor)).unwrap_or(u32::MAX)
             })
             .expire_after(EntryTtl)
             .build();
-        MemoryStore { entries, versions: Arc::default() }
+        MemoryStore {
+            entries,
+            versions: Arc::default(),
+        }
     }
 }
 
@@ -138,8 +147,12 @@ impl moka::Expiry<String, Arc<Entry>> for EntryTtl {
 impl Store for MemoryStore {
     fn lookup<'a>(&'a self, page: PageKey<'a>) -> BoxFuture<'a, Result<Lookup, Error>> {
         let versions = self.versions_of(page.groups);
-        let pairs: Vec<(&str, u64)> =
-            page.groups.iter().map(String::as_str).zip(versions).collect();
+        let pairs: Vec<(&str, u64)> = page
+            .groups
+            .iter()
+            .map(String::as_str)
+            .zip(versions)
+            .collect();
         let hash = hash_key(page.prefix, &pairs, page.key);
         let entry = self.entries.get(&hash);
         Box::pin(std::future::ready(Ok(Lookup { hash, entry })))
@@ -165,7 +178,9 @@ impl Store for MemoryStore {
 
     fn invalidate_group<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
         let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
-        let v = versions.entry(group.to_owned()).or_insert_with(version_seed);
+        let v = versions
+            .entry(group.to_owned())
+            .or_insert_with(version_seed);
         *v += 1;
         let v = *v;
         Box::pin(std::future::ready(Ok(v)))
@@ -174,5 +189,131 @@ impl Store for MemoryStore {
     fn group_version<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
         let v = self.versions_of(std::slice::from_ref(&group.to_owned()))[0];
         Box::pin(std::future::ready(Ok(v)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http::StatusCode;
+
+    fn entry(body: &'static [u8], ttl: Duration) -> Arc<Entry> {
+        Arc::new(Entry {
+            status: StatusCode::OK,
+            headers: vec![],
+            body: Bytes::from_static(body),
+            created_ms: 0,
+            ttl,
+        })
+    }
+
+    fn page<'a>(groups: &'a [String], key: &'a str) -> PageKey<'a> {
+        PageKey {
+            prefix: "",
+            groups,
+            key,
+        }
+    }
+
+    async fn get(store: &MemoryStore, groups: &[String], key: &str) -> Lookup {
+        store.lookup(page(groups, key)).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn stores_and_finds_an_entry() {
+        let store = MemoryStore::new();
+        let groups = vec!["g".to_owned()];
+        let miss = get(&store, &groups, "/a").await;
+        assert!(miss.entry.is_none());
+        store
+            .insert(
+                &miss.hash,
+                entry(b"a", Duration::from_secs(60)),
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        let hit = get(&store, &groups, "/a").await;
+        assert_eq!(hit.hash, miss.hash);
+        assert_eq!(hit.entry.unwrap().body, "a");
+        assert!(get(&store, &groups, "/b").await.entry.is_none());
+    }
+
+    #[tokio::test]
+    async fn invalidating_a_group_moves_its_pages_only() {
+        let store = MemoryStore::new();
+        let (g1, g2) = (vec!["one".to_owned()], vec!["two".to_owned()]);
+        for groups in [&g1, &g2] {
+            let l = get(&store, groups, "/a").await;
+            store
+                .insert(
+                    &l.hash,
+                    entry(b"x", Duration::from_secs(60)),
+                    Duration::from_secs(60),
+                )
+                .await
+                .unwrap();
+        }
+        let before = store.group_version("one").await.unwrap();
+        let after = store.invalidate_group("one").await.unwrap();
+        assert_eq!(after, before + 1);
+        assert!(get(&store, &g1, "/a").await.entry.is_none());
+        assert!(get(&store, &g2, "/a").await.entry.is_some());
+    }
+
+    #[tokio::test]
+    async fn versions_are_seeded_from_the_clock() {
+        let store = MemoryStore::new();
+        // Microseconds since the epoch: far above anything INCR from zero would reach.
+        assert!(store.group_version("new").await.unwrap() > 1_600_000_000_000_000);
+    }
+
+    #[tokio::test]
+    async fn bounded_in_entries() {
+        let store = MemoryStore::builder()
+            .max_entries(10)
+            .max_bytes(1 << 20)
+            .build();
+        for i in 0..100 {
+            let key = format!("/{i}");
+            let l = get(&store, &[], &key).await;
+            store
+                .insert(
+                    &l.hash,
+                    entry(b"x", Duration::from_secs(60)),
+                    Duration::from_secs(60),
+                )
+                .await
+                .unwrap();
+        }
+        assert!(store.entry_count() <= 10, "{}", store.entry_count());
+    }
+
+    #[tokio::test]
+    async fn bounded_in_bytes() {
+        static BIG: [u8; 10_000] = [7; 10_000];
+        let store = MemoryStore::builder()
+            .max_entries(1_000)
+            .max_bytes(50_000)
+            .build();
+        for i in 0..100 {
+            let key = format!("/{i}");
+            let l = get(&store, &[], &key).await;
+            store
+                .insert(
+                    &l.hash,
+                    entry(&BIG, Duration::from_secs(60)),
+                    Duration::from_secs(60),
+                )
+                .await
+                .unwrap();
+        }
+        store.entries.run_pending_tasks();
+        assert!(
+            store.entries.weighted_size() <= 50_000,
+            "{}",
+            store.entries.weighted_size()
+        );
     }
 }

@@ -40,7 +40,10 @@ pub(crate) fn check(status: StatusCode, headers: &HeaderMap) -> Result<(), Uncac
         }
     }
     for value in headers.get_all(header::VARY) {
-        if value.to_str().is_ok_and(|v| v.split(',').any(|f| f.trim() == "*")) {
+        if value
+            .to_str()
+            .is_ok_and(|v| v.split(',').any(|f| f.trim() == "*"))
+        {
             return Err(Uncacheable::VaryStar);
         }
     }
@@ -128,14 +131,28 @@ mod tests {
     #[test]
     fn only_200_is_stored() {
         assert!(check(StatusCode::OK, &HeaderMap::new()).is_ok());
-        assert_eq!(check(StatusCode::NOT_FOUND, &HeaderMap::new()), Err(Uncacheable::Status));
+        assert_eq!(
+            check(StatusCode::NOT_FOUND, &HeaderMap::new()),
+            Err(Uncacheable::Status)
+        );
     }
 
     #[test]
     fn private_responses_are_not_stored() {
-        for cc in ["private", "no-store", "max-age=3, No-Cache", "public, private=\"x\""] {
-            let h: HeaderMap = [(CACHE_CONTROL, HeaderValue::from_static(cc))].into_iter().collect();
-            assert_eq!(check(StatusCode::OK, &h), Err(Uncacheable::CacheControl), "{cc}");
+        for cc in [
+            "private",
+            "no-store",
+            "max-age=3, No-Cache",
+            "public, private=\"x\"",
+        ] {
+            let h: HeaderMap = [(CACHE_CONTROL, HeaderValue::from_static(cc))]
+                .into_iter()
+                .collect();
+            assert_eq!(
+                check(StatusCode::OK, &h),
+                Err(Uncacheable::CacheControl),
+                "{cc}"
+            );
         }
         let h = headers(&[("set-cookie", "a=1")]);
         assert_eq!(check(StatusCode::OK, &h), Err(Uncacheable::SetCookie));

@@ -72,7 +72,9 @@ pub struct RedisStore {
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore").field("namespace", &self.namespace).finish_non_exhaustive()
+        f.debug_struct("RedisStore")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
     }
 }
 
@@ -142,8 +144,12 @@ impl RedisStore {
     }
 
     fn hash(page: PageKey<'_>, versions: &[u64]) -> String {
-        let pairs: Vec<(&str, u64)> =
-            page.groups.iter().map(String::as_str).zip(versions.iter().copied()).collect();
+        let pairs: Vec<(&str, u64)> = page
+            .groups
+            .iter()
+            .map(String::as_str)
+            .zip(versions.iter().copied())
+            .collect();
         hash_key(page.prefix, &pairs, page.key)
     }
 
@@ -151,7 +157,8 @@ impl RedisStore {
     async fn read_versions(&self, groups: &[String]) -> Result<Vec<u64>, Error> {
         let keys: Vec<String> = groups.iter().map(|g| self.version_key(g)).collect();
         let mut conn = self.conn.clone();
-        let raw: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        let raw: Vec<Option<Vec<u8>>> =
+            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
         let mut versions = Vec::with_capacity(groups.len());
         for (key, raw) in keys.iter().zip(raw) {
             let v = match raw {
@@ -273,7 +280,10 @@ impl Store for RedisStore {
                     .map(|r| r.as_deref().and_then(|r| parse_version(r).ok()))
                     .collect();
                 if current.as_deref() == Some(guess.as_slice()) {
-                    return Ok(Lookup { hash, entry: decode(raw_entry) });
+                    return Ok(Lookup {
+                        hash,
+                        entry: decode(raw_entry),
+                    });
                 }
             }
             // A version moved, is missing, or was never seen here: read them, then the
@@ -294,7 +304,9 @@ impl Store for RedisStore {
         Box::pin(async move {
             let mut conn = self.conn.clone();
             let secs = ttl.as_secs().max(1);
-            let () = conn.set_ex(self.page_key(hash), entry.encode().as_ref(), secs).await?;
+            let () = conn
+                .set_ex(self.page_key(hash), entry.encode().as_ref(), secs)
+                .await?;
             Ok(())
         })
     }

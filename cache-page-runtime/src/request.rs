@@ -69,7 +69,10 @@ impl CacheRequest {
         parts.headers = req.headers().clone();
         parts.extensions = req.extensions().clone();
         let refresh = req.extensions().get::<RefreshCache>().is_some();
-        CacheRequest(Capture::Lookup { parts: Box::new(parts), refresh })
+        CacheRequest(Capture::Lookup {
+            parts: Box::new(parts),
+            refresh,
+        })
     }
 }
 

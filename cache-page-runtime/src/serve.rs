@@ -41,10 +41,16 @@ where
     let prefix = config.prefix.resolve(&parts);
     let groups: Vec<String> = config.groups.iter().map(|g| g.resolve(&parts)).collect();
     let key = (config.key)(&parts);
-    let page = PageKey { prefix: &prefix, groups: &groups, key: &key };
+    let page = PageKey {
+        prefix: &prefix,
+        groups: &groups,
+        key: &key,
+    };
 
     let hash = match cache.with_timeout(cache.store().lookup(page)).await {
-        Ok(Lookup { entry: Some(entry), .. }) if !refresh => {
+        Ok(Lookup {
+            entry: Some(entry), ..
+        }) if !refresh => {
             tracing::trace!(key = %key, "cache hit");
             return hit(&cache, &entry, &parts);
         }
@@ -66,7 +72,11 @@ fn resolve(config: &PageConfig, parts: &Parts) -> Result<Cache, Error> {
     if let Some(name) = config.store {
         return crate::named_cache(name).ok_or_else(|| Error::UnknownCache(name.to_owned()));
     }
-    Ok(parts.extensions.get::<Cache>().cloned().unwrap_or_else(|| crate::default_cache().clone()))
+    Ok(parts
+        .extensions
+        .get::<Cache>()
+        .cloned()
+        .unwrap_or_else(|| crate::default_cache().clone()))
 }
 
 /// Builds the response for a stored entry, with `Age`.
@@ -150,7 +160,13 @@ async fn store(cache: &Cache, config: &PageConfig, hash: &str, response: Respons
         created_ms: unix_ms(now),
         ttl: std::time::Duration::from_secs(timeout),
     });
-    let stored = cache.with_timeout(cache.store().insert(hash, entry, std::time::Duration::from_secs(timeout))).await;
+    let stored = cache
+        .with_timeout(
+            cache
+                .store()
+                .insert(hash, entry, std::time::Duration::from_secs(timeout)),
+        )
+        .await;
     if let Err(err) = &stored {
         tracing::warn!(error = %err, "cache store failed; page served uncached");
     }
