@@ -7,7 +7,13 @@ use std::{
     time::Duration,
 };
 
-use crate::{Error, MemoryStore, Store};
+use http::request::Parts;
+
+use crate::{
+    Error, MemoryStore, PageConfig, Store,
+    key::canonical_url,
+    store::{PageKey, Version},
+};
 
 /// A handle on a store and its settings. Cheap to clone; clones share everything.
 ///
@@ -97,16 +103,114 @@ impl Cache {
     /// version is in the store, so no request that starts afterwards is served a page
     /// stored before.
     pub async fn invalidate_group(&self, group: &str) -> Result<u64, Error> {
-        let version = self
-            .with_timeout(self.store().invalidate_group(group))
-            .await?;
-        tracing::debug!(group, version, "invalidated cache group");
-        Ok(version)
+        self.bump(Version::Group(group)).await
+    }
+
+    /// Invalidates every page of a URL path, whatever its query string and request
+    /// headers, in O(1).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_page_runtime::Error> {
+    /// let cache = cache_page_runtime::Cache::memory();
+    /// cache.invalidate_path("/products/42").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn invalidate_path(&self, path: &str) -> Result<u64, Error> {
+        self.bump(Version::Path(path)).await
+    }
+
+    /// Invalidates one URL (`/path?query`; a scheme and host, if given, are ignored):
+    /// every page of that path with that query string, whatever the request headers,
+    /// in O(1). The order and encoding of query parameters do not matter.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_page_runtime::Error> {
+    /// let cache = cache_page_runtime::Cache::memory();
+    /// cache.invalidate_url("/products?page=2&sort=price").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn invalidate_url(&self, url: &str) -> Result<u64, Error> {
+        let uri: http::Uri = url.parse().map_err(|_| Error::InvalidUrl(url.to_owned()))?;
+        let url = canonical_url(uri.path(), uri.query());
+        self.bump(Version::Url(&url)).await
+    }
+
+    /// Invalidates every page stored under a handler `prefix`, in O(1).
+    pub async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, Error> {
+        self.bump(Version::Prefix(prefix)).await
+    }
+
+    /// Deletes the page a key function produced: `key` is the key function's output,
+    /// `prefix` and `groups` those of the handler (computed groups as they were for
+    /// that request). Every header variant of the page goes with it. Returns whether
+    /// there was one.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_page_runtime::Error> {
+    /// let cache = cache_page_runtime::Cache::memory();
+    /// // For #[cache_page(timeout = 60, key = path_key, group = "views", prefix = "p")]:
+    /// cache.invalidate_key("p", &["views"], "/products/42").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn invalidate_key(
+        &self,
+        prefix: &str,
+        groups: &[&str],
+        key: &str,
+    ) -> Result<bool, Error> {
+        let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
+        let page = PageKey {
+            prefix,
+            groups: &groups,
+            key,
+            caller: None,
+            scopes: &[],
+        };
+        let lookup = self.with_timeout(self.store().lookup(page)).await?;
+        self.with_timeout(self.store().remove(&lookup.hash)).await
+    }
+
+    /// Deletes the page a handler configured by `config` would serve for `request`
+    /// (the caller builds the request; its key, prefix and groups are computed as for
+    /// a real one).
+    pub async fn invalidate_request(
+        &self,
+        config: &PageConfig,
+        request: &Parts,
+    ) -> Result<bool, Error> {
+        let prefix = config.prefix.resolve(request);
+        let groups: Vec<String> = config.groups.iter().map(|g| g.resolve(request)).collect();
+        let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+        self.invalidate_key(&prefix, &groups, &(config.key)(request))
+            .await
+    }
+
+    /// Deletes every page stored with `tag`, freeing their memory now (unlike versions,
+    /// which leave old pages to expire). Returns how many were deleted.
+    pub async fn invalidate_tag(&self, tag: &str) -> Result<u64, Error> {
+        let deleted = self.with_timeout(self.store().delete_tag(tag)).await?;
+        tracing::debug!(tag, deleted, "deleted tagged cache pages");
+        Ok(deleted)
+    }
+
+    async fn bump(&self, version: Version<'_>) -> Result<u64, Error> {
+        let new = self.with_timeout(self.store().bump(version)).await?;
+        tracing::debug!(
+            kind = version.kind(),
+            name = version.name(),
+            version = new,
+            "invalidated"
+        );
+        Ok(new)
     }
 
     /// The current version of `group` (what its pages' keys are hashed with).
     pub async fn group_version(&self, group: &str) -> Result<u64, Error> {
-        self.with_timeout(self.store().group_version(group)).await
+        self.with_timeout(self.store().version(Version::Group(group)))
+            .await
     }
 
     pub(crate) async fn with_timeout<T>(
@@ -214,4 +318,22 @@ pub fn named_cache(name: &str) -> Option<Cache> {
 /// ```
 pub async fn invalidate_group(group: &str) -> Result<(), Error> {
     default_cache().invalidate_group(group).await.map(|_| ())
+}
+
+/// Invalidates every page of a URL path in the default cache, whatever its query
+/// string and headers, in O(1). See [`Cache::invalidate_path`].
+pub async fn invalidate_path(path: &str) -> Result<(), Error> {
+    default_cache().invalidate_path(path).await.map(|_| ())
+}
+
+/// Invalidates one URL with its query string in the default cache, whatever the
+/// request headers, in O(1). See [`Cache::invalidate_url`].
+pub async fn invalidate_url(url: &str) -> Result<(), Error> {
+    default_cache().invalidate_url(url).await.map(|_| ())
+}
+
+/// Deletes every page stored with `tag` in the default cache. See
+/// [`Cache::invalidate_tag`].
+pub async fn invalidate_tag(tag: &str) -> Result<u64, Error> {
+    default_cache().invalidate_tag(tag).await
 }

@@ -26,6 +26,11 @@ pub struct PageConfig {
     pub(crate) groups: Vec<Part>,
     pub(crate) prefix: Part,
     pub(crate) store: Option<&'static str>,
+    pub(crate) statuses: Vec<u16>,
+    pub(crate) only_if: Option<Box<Predicate>>,
+    pub(crate) authorized: bool,
+    pub(crate) tags: Vec<Part>,
+    pub(crate) grace: u64,
 }
 
 impl fmt::Debug for PageConfig {
@@ -35,9 +40,16 @@ impl fmt::Debug for PageConfig {
             .field("groups", &self.groups)
             .field("prefix", &self.prefix)
             .field("store", &self.store)
+            .field("statuses", &self.statuses)
+            .field("authorized", &self.authorized)
+            .field("tags", &self.tags)
+            .field("grace", &self.grace)
             .finish_non_exhaustive()
     }
 }
+
+/// A predicate on the request (`only_if`).
+type Predicate = dyn Fn(&Parts) -> bool + Send + Sync;
 
 /// A string that is either fixed or computed from the request.
 #[doc(hidden)]
@@ -146,6 +158,11 @@ impl PageConfig {
             groups: Vec::new(),
             prefix: Part::Fixed(""),
             store: None,
+            statuses: vec![200],
+            only_if: None,
+            authorized: false,
+            tags: Vec::new(),
+            grace: 0,
         }
     }
 
@@ -182,6 +199,49 @@ impl PageConfig {
     /// Uses the cache installed under `name` (see [`install_named`](crate::install_named)).
     pub fn store(mut self, name: &'static str) -> Self {
         self.store = Some(name);
+        self
+    }
+
+    /// The statuses whose responses are stored (default `[200]`). Give a status its
+    /// own timeout with a timeout function. A `304` is never stored.
+    pub fn statuses(mut self, statuses: &[u16]) -> Self {
+        self.statuses = statuses.iter().copied().filter(|s| *s != 304).collect();
+        self
+    }
+
+    /// Serves from the cache only the requests for which `predicate` is true; the
+    /// others bypass it (the seed's `only_if`).
+    pub fn only_if(mut self, predicate: impl Fn(&Parts) -> bool + Send + Sync + 'static) -> Self {
+        self.only_if = Some(Box::new(predicate));
+        self
+    }
+
+    /// Caches requests that carry `Authorization` (by default they bypass the shared
+    /// cache). Each caller then gets pages of their own: a digest of the credentials
+    /// is part of the key, so no page is ever shared between callers.
+    pub fn authorized(mut self, yes: bool) -> Self {
+        self.authorized = yes;
+        self
+    }
+
+    /// Adds a fixed tag. Deleting a tag ([`Cache::invalidate_tag`](crate::Cache::invalidate_tag))
+    /// deletes its pages at once.
+    pub fn tag(mut self, tag: &'static str) -> Self {
+        self.tags.push(Part::Fixed(tag));
+        self
+    }
+
+    /// Adds a tag computed from the request.
+    pub fn tag_fn(mut self, tag: impl KeyFn) -> Self {
+        self.tags.push(Part::Computed(Box::new(tag)));
+        self
+    }
+
+    /// Seconds a page may still be served after its timeout while one request
+    /// refreshes it (stale-while-revalidate), and served instead of a failed refresh
+    /// (stale-if-error). Default 0.
+    pub fn grace(mut self, seconds: u64) -> Self {
+        self.grace = seconds;
         self
     }
 }

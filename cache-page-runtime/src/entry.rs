@@ -6,10 +6,12 @@
 //! decodes to an error (a miss), never to a panic or a huge allocation.
 //!
 //! ```text
-//! magic "CPE" | format u8 = 1 | created unix-ms u64 | ttl secs u32 | status u16
+//! magic "CPE" | format u8 = 1 | kind u8 (0 page, 1 vary index) | created unix-ms u64
+//! | ttl secs u32 | grace secs u32 | status u16 | scope count u8 | scope version u64 *
 //! | header count u16 | (name len u16, name, value len u32, value)* | body len u32 | body
 //! ```
-//! All integers are big-endian.
+//! All integers are big-endian. A vary index keeps the names its response varies on
+//! as headers with empty values, and an 8-byte nonce as its body.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,7 +22,8 @@ use crate::Error;
 
 const MAGIC: &[u8; 3] = b"CPE";
 const FORMAT: u8 = 1;
-const FIXED_LEN: usize = 3 + 1 + 8 + 4 + 2 + 2;
+const FIXED_LEN: usize = 3 + 1 + 1 + 8 + 4 + 4 + 2 + 1 + 2;
+const MAX_SCOPES: usize = 8;
 
 /// Largest number of headers an entry may hold.
 pub const MAX_HEADERS: usize = 1024;
@@ -36,8 +39,27 @@ pub struct Entry {
     pub body: Bytes,
     /// When the entry was created, in milliseconds since the Unix epoch.
     pub created_ms: u64,
-    /// How long the entry lives in the store.
+    /// How long the entry is fresh.
     pub ttl: Duration,
+    /// How long after `ttl` it may still be served stale while it is refreshed.
+    pub grace: Duration,
+    /// The versions of the page's scopes (path, URL, prefix) when it was stored; the
+    /// entry is valid only while they are unchanged.
+    pub scopes: Vec<u64>,
+    /// `Some` for a vary index: the entry says where the variants of a page that
+    /// varies on request headers are, and holds no response of its own.
+    pub vary: Option<VaryIndex>,
+}
+
+/// The second level of the Vary scheme (Django's): the request headers a page varies
+/// on, learned from its response, and a nonce that the variants' keys are derived
+/// from, so that replacing or deleting the index orphans every variant at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VaryIndex {
+    /// Lowercase header names, sorted, without duplicates.
+    pub names: Vec<HeaderName>,
+    /// Part of every variant's key.
+    pub nonce: u64,
 }
 
 impl Entry {
@@ -46,29 +68,77 @@ impl Entry {
         Duration::from_millis(unix_ms(now).saturating_sub(self.created_ms))
     }
 
+    /// Whether the entry is past its `ttl` at `now` (it may still be in its grace).
+    pub fn is_stale_at(&self, now: SystemTime) -> bool {
+        self.age_at(now) >= self.ttl
+    }
+
+    /// How long the store should keep the entry: its `ttl` plus its `grace`.
+    pub fn store_ttl(&self) -> Duration {
+        self.ttl + self.grace
+    }
+
+    /// A vary index for `names`, valid while `scopes` are unchanged.
+    pub fn vary_index(
+        index: VaryIndex,
+        created_ms: u64,
+        ttl: Duration,
+        grace: Duration,
+        scopes: Vec<u64>,
+    ) -> Entry {
+        Entry {
+            status: StatusCode::OK,
+            headers: Vec::new(),
+            body: Bytes::new(),
+            created_ms,
+            ttl,
+            grace,
+            scopes,
+            vary: Some(index),
+        }
+    }
+
     /// Writes the entry in the binary format above.
     pub fn encode(&self) -> Bytes {
-        let headers_len: usize = self
-            .headers
+        let empty = HeaderValue::from_static("");
+        let (headers, body): (Vec<(&HeaderName, &HeaderValue)>, Bytes) = match &self.vary {
+            None => (
+                self.headers.iter().map(|(n, v)| (n, v)).collect(),
+                self.body.clone(),
+            ),
+            Some(index) => (
+                index.names.iter().map(|n| (n, &empty)).collect(),
+                Bytes::copy_from_slice(&index.nonce.to_be_bytes()),
+            ),
+        };
+        let headers_len: usize = headers
             .iter()
             .map(|(n, v)| 2 + n.as_str().len() + 4 + v.len())
             .sum();
-        let mut out = BytesMut::with_capacity(FIXED_LEN + headers_len + 4 + self.body.len());
+        let mut out = BytesMut::with_capacity(
+            FIXED_LEN + 8 * self.scopes.len() + headers_len + 4 + body.len(),
+        );
         out.put_slice(MAGIC);
         out.put_u8(FORMAT);
+        out.put_u8(u8::from(self.vary.is_some()));
         out.put_u64(self.created_ms);
-        out.put_u32(u32::try_from(self.ttl.as_secs()).unwrap_or(u32::MAX));
+        out.put_u32(secs_u32(self.ttl));
+        out.put_u32(secs_u32(self.grace));
         out.put_u16(self.status.as_u16());
-        // Entries are built by `from_response`, which refuses more than MAX_HEADERS.
-        out.put_u16(self.headers.len().min(MAX_HEADERS) as u16);
-        for (name, value) in self.headers.iter().take(MAX_HEADERS) {
+        out.put_u8(self.scopes.len().min(MAX_SCOPES) as u8);
+        for v in self.scopes.iter().take(MAX_SCOPES) {
+            out.put_u64(*v);
+        }
+        // The request path refuses responses with more than MAX_HEADERS headers.
+        out.put_u16(headers.len().min(MAX_HEADERS) as u16);
+        for (name, value) in headers.iter().take(MAX_HEADERS) {
             out.put_u16(name.as_str().len() as u16);
             out.put_slice(name.as_str().as_bytes());
             out.put_u32(value.len() as u32);
             out.put_slice(value.as_bytes());
         }
-        out.put_u32(self.body.len() as u32);
-        out.put_slice(&self.body);
+        out.put_u32(body.len() as u32);
+        out.put_slice(&body);
         out.freeze()
     }
 
@@ -83,10 +153,20 @@ impl Entry {
         if buf.get_u8() != FORMAT {
             return Err(Error::Corrupt("unknown entry format version"));
         }
+        let kind = buf.get_u8();
+        if kind > 1 {
+            return Err(Error::Corrupt("unknown entry kind"));
+        }
         let created_ms = buf.get_u64();
         let ttl = Duration::from_secs(u64::from(buf.get_u32()));
+        let grace = Duration::from_secs(u64::from(buf.get_u32()));
         let status =
             StatusCode::from_u16(buf.get_u16()).map_err(|_| Error::Corrupt("bad status"))?;
+        let scope_count = usize::from(buf.get_u8());
+        if scope_count > MAX_SCOPES || buf.remaining() < 8 * scope_count + 2 {
+            return Err(Error::Corrupt("bad scopes"));
+        }
+        let scopes = (0..scope_count).map(|_| buf.get_u64()).collect();
         let count = usize::from(buf.get_u16());
         if count > MAX_HEADERS {
             return Err(Error::Corrupt("too many headers"));
@@ -107,12 +187,27 @@ impl Entry {
         if buf.has_remaining() {
             return Err(Error::Corrupt("trailing bytes"));
         }
+        if kind == 1 {
+            let nonce: [u8; 8] = body
+                .as_ref()
+                .try_into()
+                .map_err(|_| Error::Corrupt("bad vary index"))?;
+            let names = headers.into_iter().map(|(n, _)| n).collect();
+            let index = VaryIndex {
+                names,
+                nonce: u64::from_be_bytes(nonce),
+            };
+            return Ok(Entry::vary_index(index, created_ms, ttl, grace, scopes));
+        }
         Ok(Entry {
             status,
             headers,
             body,
             created_ms,
             ttl,
+            grace,
+            scopes,
+            vary: None,
         })
     }
 }
@@ -130,6 +225,10 @@ fn take(buf: &mut Bytes, width: usize) -> Result<Bytes, Error> {
         return Err(Error::Corrupt("truncated"));
     }
     Ok(buf.split_to(len))
+}
+
+fn secs_u32(d: Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
 }
 
 /// Milliseconds since the Unix epoch.
@@ -162,7 +261,20 @@ mod tests {
             body: Bytes::from_static(b"\x00\xffbinary\r\n"),
             created_ms: 1_700_000_000_123,
             ttl: Duration::from_secs(3600),
+            grace: Duration::from_secs(30),
+            scopes: vec![1, u64::MAX],
+            vary: None,
         }
+    }
+
+    #[test]
+    fn vary_index_round_trips() {
+        let index = VaryIndex {
+            names: vec![http::header::ACCEPT_LANGUAGE, http::header::COOKIE],
+            nonce: 0xdead_beef_0000_0001,
+        };
+        let e = Entry::vary_index(index, 5, Duration::from_secs(9), Duration::ZERO, vec![3]);
+        assert_eq!(Entry::decode(e.encode()).unwrap(), e);
     }
 
     #[test]
@@ -176,6 +288,7 @@ mod tests {
         let e = Entry {
             headers: vec![],
             body: Bytes::new(),
+            scopes: vec![],
             ..sample()
         };
         assert_eq!(Entry::decode(e.encode()).unwrap(), e);
@@ -207,7 +320,11 @@ mod tests {
         raw[body_len_at..body_len_at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(Entry::decode(Bytes::from(raw)).is_err());
         // A header count of 1024 with no header bytes behind it.
-        let mut raw = sample().encode()[..FIXED_LEN].to_vec();
+        let e = Entry {
+            scopes: vec![],
+            ..sample()
+        };
+        let mut raw = e.encode()[..FIXED_LEN].to_vec();
         raw[FIXED_LEN - 2..].copy_from_slice(&1024u16.to_be_bytes());
         assert!(Entry::decode(Bytes::from(raw)).is_err());
     }

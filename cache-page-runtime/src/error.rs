@@ -28,6 +28,10 @@ pub enum Error {
     #[error("no cache named {0:?} is installed")]
     UnknownCache(String),
 
+    /// A URL given to an invalidation could not be parsed.
+    #[error("invalid URL {0:?}")]
+    InvalidUrl(String),
+
     /// A stored entry could not be decoded. It is treated as a miss and overwritten.
     #[error("stored entry is not a valid cache-page entry: {0}")]
     Corrupt(&'static str),

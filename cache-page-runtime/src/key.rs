@@ -7,6 +7,8 @@
 //! mistaken for a separator) and hashed with md5. [`hash_key`] is that function; an
 //! operator can call it to find the entry of a page by hand.
 
+use std::fmt::Write as _;
+
 use http::request::Parts;
 use md5::{Digest, Md5};
 
@@ -167,9 +169,60 @@ fn push_query(out: &mut String, query: Option<&str>, keep: impl Fn(&str) -> bool
 /// printf '%s' '1:p,1:1,5:views,1:7,6:/items,' | md5sum
 /// ```
 pub fn hash_key(prefix: &str, groups: &[(&str, u64)], key: &str) -> String {
+    page_hash(prefix, groups, key, None)
+}
+
+/// [`hash_key`], plus a `caller` field for pages cached per caller. A preimage with
+/// the field has two more fields than one without, so the two can never collide.
+pub(crate) fn page_hash(
+    prefix: &str,
+    groups: &[(&str, u64)],
+    key: &str,
+    caller: Option<&str>,
+) -> String {
     let mut hasher = Md5::new();
-    write_preimage(&mut HashWriter(&mut hasher), prefix, groups, key);
+    let mut w = HashWriter(&mut hasher);
+    write_preimage(&mut w, prefix, groups, key);
+    if let Some(caller) = caller {
+        let _ = write!(w, "6:caller,{}:{},", caller.len(), caller);
+    }
     hex(&hasher.finalize())
+}
+
+/// The hash of one variant of a page that varies on request headers: derived from the
+/// page's hash, its vary index's nonce, and each header's name and values (`None`
+/// when absent, which differs from empty). It starts with a letter, where every page
+/// preimage starts with a digit.
+pub(crate) fn variant_hash(base: &str, nonce: u64, headers: &[(&str, Option<String>)]) -> String {
+    let mut hasher = Md5::new();
+    let mut w = HashWriter(&mut hasher);
+    let _ = write!(w, "variant,{}:{},{},", base.len(), base, nonce);
+    for (name, value) in headers {
+        let _ = write!(w, "{}:{},", name.len(), name);
+        match value {
+            Some(v) => {
+                let _ = write!(w, "1{}:{},", v.len(), v);
+            }
+            None => {
+                let _ = write!(w, "0,");
+            }
+        }
+    }
+    hex(&hasher.finalize())
+}
+
+/// A short digest of a secret (such as an `Authorization` value), so that it is never
+/// written to a store in clear.
+pub(crate) fn digest(secret: &[u8]) -> String {
+    hex(&Md5::digest(secret))
+}
+
+/// The canonical URL of a request, for [`Version::Url`](crate::Version): the path and
+/// every query parameter in canonical order, without the host.
+pub(crate) fn canonical_url(path: &str, query: Option<&str>) -> String {
+    let mut out = path.to_owned();
+    push_query(&mut out, query, |_| true);
+    out
 }
 
 /// The exact byte string [`hash_key`] hashes: `prefix`, the number of groups, each
@@ -316,6 +369,29 @@ mod tests {
         let key = query_params(&["page"]);
         assert_eq!(key(&parts("/l?utm=1&page=3")), "/l?page=3");
         assert_eq!(key(&parts("/l?utm=1")), "/l");
+    }
+
+    #[test]
+    fn caller_and_variants_never_collide_with_plain_pages() {
+        let plain = hash_key("", &[], "/a");
+        assert_ne!(page_hash("", &[], "/a", Some("x")), plain);
+        assert_ne!(
+            page_hash("", &[], "/a", Some("x")),
+            page_hash("", &[], "/a", Some("y"))
+        );
+        let v = |h: &[(&str, Option<String>)]| variant_hash(&plain, 1, h);
+        assert_ne!(
+            v(&[("cookie", None)]),
+            v(&[("cookie", Some(String::new()))])
+        );
+        assert_ne!(v(&[("a", Some("1".into()))]), v(&[("a", Some("2".into()))]));
+        assert_ne!(variant_hash(&plain, 1, &[]), variant_hash(&plain, 2, &[]));
+    }
+
+    #[test]
+    fn canonical_url_sorts_the_query_and_drops_the_host() {
+        assert_eq!(canonical_url("/p", Some("b=1&a=2")), "/p?a=2&b=1");
+        assert_eq!(canonical_url("/p", None), "/p");
     }
 
     #[test]

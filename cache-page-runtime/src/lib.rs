@@ -64,15 +64,16 @@ mod store;
 
 pub use crate::{
     cache::{
-        Cache, CacheBuilder, default_cache, install, install_named, invalidate_group, named_cache,
+        Cache, CacheBuilder, default_cache, install, install_named, invalidate_group,
+        invalidate_path, invalidate_tag, invalidate_url, named_cache,
     },
     config::{IntoTimeout, PageConfig},
-    entry::Entry,
+    entry::{Entry, VaryIndex},
     error::Error,
     key::{KeyFn, hash_key, key_preimage},
     memory::{MemoryStore, MemoryStoreBuilder},
     request::{DoNotCache, RefreshCache},
-    store::{BoxFuture, Lookup, PageKey, Store},
+    store::{BoxFuture, Lookup, PageKey, Store, Version, version_seed},
 };
 
 #[cfg(feature = "redis")]

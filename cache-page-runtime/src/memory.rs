@@ -1,7 +1,7 @@
 //! `MemoryStore`: the in-process store, bounded in entries and bytes, TTL-aware.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -10,8 +10,8 @@ use moka::sync::Cache as Moka;
 
 use crate::{
     Entry, Error,
-    key::hash_key,
-    store::{BoxFuture, Lookup, PageKey, Store, version_seed},
+    key::page_hash,
+    store::{BoxFuture, Lookup, PageKey, Store, Version, version_seed},
 };
 
 /// The in-process store: the default when nothing else is installed.
@@ -35,7 +35,10 @@ use crate::{
 #[derive(Clone)]
 pub struct MemoryStore {
     entries: Moka<String, Arc<Entry>>,
+    /// Versions by `"<kind>:<name>"`. Never evicted, so never re-seeded.
     versions: Arc<Mutex<HashMap<String, u64>>>,
+    /// The hashes recorded under each tag.
+    tags: Arc<Mutex<HashMap<String, HashSet<String>>>>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -60,6 +63,14 @@ impl Default for MemoryStore {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn version_name(v: Version<'_>) -> String {
+    format!("{}:{}", v.kind(), v.name())
+}
+
 impl MemoryStore {
     /// A store of at most 10,000 entries and 64 MiB.
     pub fn new() -> Self {
@@ -74,17 +85,22 @@ impl MemoryStore {
         }
     }
 
-    /// Number of entries held (approximate while evictions are pending).
+    /// Number of entries held (after pending evictions are applied).
     pub fn entry_count(&self) -> u64 {
         self.entries.run_pending_tasks();
         self.entries.entry_count()
     }
 
-    fn versions_of(&self, groups: &[String]) -> Vec<u64> {
-        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
-        groups
-            .iter()
-            .map(|g| *versions.entry(g.clone()).or_insert_with(version_seed))
+    /// Bytes of entries held (after pending evictions are applied).
+    pub fn weighted_size(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.weighted_size()
+    }
+
+    fn current(&self, versions: impl Iterator<Item = String>) -> Vec<u64> {
+        let mut map = lock(&self.versions);
+        versions
+            .map(|name| *map.entry(name).or_insert_with(version_seed))
             .collect()
     }
 }
@@ -123,6 +139,7 @@ impl MemoryStoreBuilder {
         MemoryStore {
             entries,
             versions: Arc::default(),
+            tags: Arc::default(),
         }
     }
 }
@@ -131,7 +148,7 @@ struct EntryTtl;
 
 impl moka::Expiry<String, Arc<Entry>> for EntryTtl {
     fn expire_after_create(&self, _: &String, e: &Arc<Entry>, _: Instant) -> Option<Duration> {
-        Some(e.ttl)
+        Some(e.store_ttl())
     }
     fn expire_after_update(
         &self,
@@ -140,34 +157,44 @@ impl moka::Expiry<String, Arc<Entry>> for EntryTtl {
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(e.ttl)
+        Some(e.store_ttl())
     }
 }
 
 impl Store for MemoryStore {
     fn lookup<'a>(&'a self, page: PageKey<'a>) -> BoxFuture<'a, Result<Lookup, Error>> {
-        let versions = self.versions_of(page.groups);
-        let pairs: Vec<(&str, u64)> = page
-            .groups
-            .iter()
-            .map(String::as_str)
-            .zip(versions)
-            .collect();
-        let hash = hash_key(page.prefix, &pairs, page.key);
+        let groups = self.current(page.groups.iter().map(|g| version_name(Version::Group(g))));
+        let scopes = self.current(page.scopes.iter().map(|v| version_name(*v)));
+        let pairs: Vec<(&str, u64)> = page.groups.iter().map(String::as_str).zip(groups).collect();
+        let hash = page_hash(page.prefix, &pairs, page.key, page.caller);
         let entry = self.entries.get(&hash);
-        Box::pin(std::future::ready(Ok(Lookup { hash, entry })))
+        Box::pin(std::future::ready(Ok(Lookup {
+            hash,
+            entry,
+            scopes,
+        })))
+    }
+
+    fn get<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<Arc<Entry>>, Error>> {
+        Box::pin(std::future::ready(Ok(self.entries.get(hash))))
     }
 
     fn insert<'a>(
         &'a self,
         hash: &'a str,
-        mut entry: Arc<Entry>,
-        ttl: Duration,
+        entry: Arc<Entry>,
+        tags: &'a [String],
     ) -> BoxFuture<'a, Result<(), Error>> {
-        if entry.ttl != ttl {
-            Arc::make_mut(&mut entry).ttl = ttl;
-        }
         self.entries.insert(hash.to_owned(), entry);
+        if !tags.is_empty() {
+            let mut index = lock(&self.tags);
+            for tag in tags {
+                index
+                    .entry(tag.clone())
+                    .or_default()
+                    .insert(hash.to_owned());
+            }
+        }
         Box::pin(std::future::ready(Ok(())))
     }
 
@@ -176,19 +203,30 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(Ok(removed)))
     }
 
-    fn invalidate_group<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
-        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
-        let v = versions
-            .entry(group.to_owned())
+    fn bump<'a>(&'a self, version: Version<'a>) -> BoxFuture<'a, Result<u64, Error>> {
+        let mut map = lock(&self.versions);
+        let v = map
+            .entry(version_name(version))
             .or_insert_with(version_seed);
         *v += 1;
         let v = *v;
         Box::pin(std::future::ready(Ok(v)))
     }
 
-    fn group_version<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
-        let v = self.versions_of(std::slice::from_ref(&group.to_owned()))[0];
+    fn version<'a>(&'a self, version: Version<'a>) -> BoxFuture<'a, Result<u64, Error>> {
+        let v = self.current(std::iter::once(version_name(version)))[0];
         Box::pin(std::future::ready(Ok(v)))
+    }
+
+    fn delete_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
+        let hashes = lock(&self.tags).remove(tag).unwrap_or_default();
+        let mut deleted = 0;
+        for hash in hashes {
+            if self.entries.remove(&hash).is_some() {
+                deleted += 1;
+            }
+        }
+        Box::pin(std::future::ready(Ok(deleted)))
     }
 }
 
@@ -205,6 +243,9 @@ mod tests {
             body: Bytes::from_static(body),
             created_ms: 0,
             ttl,
+            grace: Duration::ZERO,
+            scopes: vec![],
+            vary: None,
         })
     }
 
@@ -213,6 +254,8 @@ mod tests {
             prefix: "",
             groups,
             key,
+            caller: None,
+            scopes: &[],
         }
     }
 
@@ -227,11 +270,7 @@ mod tests {
         let miss = get(&store, &groups, "/a").await;
         assert!(miss.entry.is_none());
         store
-            .insert(
-                &miss.hash,
-                entry(b"a", Duration::from_secs(60)),
-                Duration::from_secs(60),
-            )
+            .insert(&miss.hash, entry(b"a", Duration::from_secs(60)), &[])
             .await
             .unwrap();
         let hit = get(&store, &groups, "/a").await;
@@ -247,16 +286,12 @@ mod tests {
         for groups in [&g1, &g2] {
             let l = get(&store, groups, "/a").await;
             store
-                .insert(
-                    &l.hash,
-                    entry(b"x", Duration::from_secs(60)),
-                    Duration::from_secs(60),
-                )
+                .insert(&l.hash, entry(b"x", Duration::from_secs(60)), &[])
                 .await
                 .unwrap();
         }
-        let before = store.group_version("one").await.unwrap();
-        let after = store.invalidate_group("one").await.unwrap();
+        let before = store.version(Version::Group("one")).await.unwrap();
+        let after = store.bump(Version::Group("one")).await.unwrap();
         assert_eq!(after, before + 1);
         assert!(get(&store, &g1, "/a").await.entry.is_none());
         assert!(get(&store, &g2, "/a").await.entry.is_some());
@@ -266,7 +301,7 @@ mod tests {
     async fn versions_are_seeded_from_the_clock() {
         let store = MemoryStore::new();
         // Microseconds since the epoch: far above anything INCR from zero would reach.
-        assert!(store.group_version("new").await.unwrap() > 1_600_000_000_000_000);
+        assert!(store.version(Version::Group("new")).await.unwrap() > 1_600_000_000_000_000);
     }
 
     #[tokio::test]
@@ -279,11 +314,7 @@ mod tests {
             let key = format!("/{i}");
             let l = get(&store, &[], &key).await;
             store
-                .insert(
-                    &l.hash,
-                    entry(b"x", Duration::from_secs(60)),
-                    Duration::from_secs(60),
-                )
+                .insert(&l.hash, entry(b"x", Duration::from_secs(60)), &[])
                 .await
                 .unwrap();
         }
@@ -301,11 +332,7 @@ mod tests {
             let key = format!("/{i}");
             let l = get(&store, &[], &key).await;
             store
-                .insert(
-                    &l.hash,
-                    entry(&BIG, Duration::from_secs(60)),
-                    Duration::from_secs(60),
-                )
+                .insert(&l.hash, entry(&BIG, Duration::from_secs(60)), &[])
                 .await
                 .unwrap();
         }

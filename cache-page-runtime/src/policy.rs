@@ -3,26 +3,44 @@
 use std::time::{Duration, SystemTime};
 
 use http::{
-    HeaderMap, HeaderName, HeaderValue, StatusCode,
+    HeaderMap, HeaderName, HeaderValue,
     header::{self, CACHE_CONTROL},
 };
 
-/// Why a response was not stored; written to the logs.
+/// Why a response was not stored: logged, and sent as the `detail` of `Cache-Status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Uncacheable {
     Status,
+    NotModified,
     SetCookie,
     CacheControl,
     VaryStar,
     ZeroTimeout,
     TooManyHeaders,
+    TooLarge,
+    Streaming,
+    Truncated,
 }
 
-/// Checks the rules that make a response unfit for a shared cache.
-pub(crate) fn check(status: StatusCode, headers: &HeaderMap) -> Result<(), Uncacheable> {
-    if status != StatusCode::OK {
-        return Err(Uncacheable::Status);
+impl Uncacheable {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Uncacheable::Status => "status",
+            Uncacheable::NotModified => "not-modified",
+            Uncacheable::SetCookie => "set-cookie",
+            Uncacheable::CacheControl => "cache-control",
+            Uncacheable::VaryStar => "vary-star",
+            Uncacheable::ZeroTimeout => "zero-timeout",
+            Uncacheable::TooManyHeaders => "too-many-headers",
+            Uncacheable::TooLarge => "too-large",
+            Uncacheable::Streaming => "streaming",
+            Uncacheable::Truncated => "truncated",
+        }
     }
+}
+
+/// Checks the headers that make a response unfit for a shared cache.
+pub(crate) fn check(headers: &HeaderMap) -> Result<(), Uncacheable> {
     if headers.contains_key(header::SET_COOKIE) {
         return Err(Uncacheable::SetCookie);
     }
@@ -102,6 +120,40 @@ pub(crate) fn patch_headers(headers: &mut HeaderMap, timeout: u64, now: SystemTi
     }
 }
 
+/// The request headers a response varies on: lowercase, sorted, without duplicates.
+/// (`Vary: *` never reaches here: such responses are not stored.)
+pub(crate) fn vary_names(headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut names: Vec<HeaderName> = headers
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    names
+}
+
+/// The headers a `304 Not Modified` carries (RFC 9110 §15.4.5), plus `Last-Modified`.
+pub(crate) fn kept_in_304(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "cache-control"
+            | "content-location"
+            | "date"
+            | "etag"
+            | "expires"
+            | "vary"
+            | "last-modified"
+    )
+}
+
+/// Weak comparison of an `If-None-Match` member with an entity tag (RFC 9110 §8.8.3.2).
+pub(crate) fn weak_match(candidate: &str, etag: &str) -> bool {
+    candidate == "*" || candidate.trim_start_matches("W/") == etag.trim_start_matches("W/")
+}
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1) are about one connection, never stored.
 pub(crate) fn is_end_to_end(name: &HeaderName) -> bool {
     !matches!(
@@ -129,12 +181,9 @@ mod tests {
     }
 
     #[test]
-    fn only_200_is_stored() {
-        assert!(check(StatusCode::OK, &HeaderMap::new()).is_ok());
-        assert_eq!(
-            check(StatusCode::NOT_FOUND, &HeaderMap::new()),
-            Err(Uncacheable::Status)
-        );
+    fn plain_responses_pass() {
+        assert!(check(&HeaderMap::new()).is_ok());
+        assert!(check(&headers(&[("cache-control", "public, max-age=60")])).is_ok());
     }
 
     #[test]
@@ -148,16 +197,12 @@ mod tests {
             let h: HeaderMap = [(CACHE_CONTROL, HeaderValue::from_static(cc))]
                 .into_iter()
                 .collect();
-            assert_eq!(
-                check(StatusCode::OK, &h),
-                Err(Uncacheable::CacheControl),
-                "{cc}"
-            );
+            assert_eq!(check(&h), Err(Uncacheable::CacheControl), "{cc}");
         }
         let h = headers(&[("set-cookie", "a=1")]);
-        assert_eq!(check(StatusCode::OK, &h), Err(Uncacheable::SetCookie));
+        assert_eq!(check(&h), Err(Uncacheable::SetCookie));
         let h = headers(&[("vary", "Accept, *")]);
-        assert_eq!(check(StatusCode::OK, &h), Err(Uncacheable::VaryStar));
+        assert_eq!(check(&h), Err(Uncacheable::VaryStar));
     }
 
     #[test]

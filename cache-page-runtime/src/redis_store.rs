@@ -3,18 +3,19 @@
 //!
 //! Key layout, under one namespace (default `cache-page`):
 //!
-//! | key                              | type    | TTL             |
-//! |----------------------------------|---------|-----------------|
-//! | `<namespace>:page:<md5 hex>`     | string  | the page's timeout |
-//! | `<namespace>:version:<group>`    | integer | none            |
+//! | key                       | type    | TTL                          |
+//! |---------------------------|---------|------------------------------|
+//! | `<ns>:page:<md5 hex>`     | string  | the page's timeout + grace   |
+//! | `<ns>:group:<group>`      | integer | none                         |
+//! | `<ns>:prefix:<prefix>`    | integer | none                         |
+//! | `<ns>:path:<path>`        | integer | a week, renewed on invalidation |
+//! | `<ns>:url:<path?query>`   | integer | a week, renewed on invalidation |
+//! | `<ns>:tag:<tag>`          | set of page hashes | the longest page in it |
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, RwLock},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
+use moka::sync::Cache as Moka;
 use redis::{
     AsyncCommands, Client, Script,
     aio::{ConnectionManager, ConnectionManagerConfig},
@@ -22,26 +23,37 @@ use redis::{
 
 use crate::{
     Entry, Error,
-    key::hash_key,
-    store::{BoxFuture, Lookup, PageKey, Store, version_seed},
+    key::page_hash,
+    store::{BoxFuture, Lookup, PageKey, Store, Version, version_seed},
 };
 
-/// Moves a group to its next version in one command: `INCR` when the version exists,
-/// otherwise a fresh seed (never `INCR` from nothing, which would start again at 1 and
-/// could reach entries invalidated long ago).
+/// Moves a version on in one command: `INCR` when it holds a number, otherwise a
+/// fresh seed (never `INCR` from nothing, which would start again at 1 and could reach
+/// entries invalidated long ago). `ARGV[2]`, when not 0, is the key's TTL.
 const BUMP: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return redis.call('INCR', KEYS[1])
+local v
+if tonumber(redis.call('GET', KEYS[1])) then
+  v = redis.call('INCR', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+  v = tonumber(ARGV[1])
 end
-redis.call('SET', KEYS[1], ARGV[1])
-return tonumber(ARGV[1])
+if tonumber(ARGV[2]) > 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return v
 ";
+
+/// Most group versions remembered per process (the guesses that make a hit one
+/// round trip); a forgotten one only costs a second round trip.
+const REMEMBERED_GROUPS: u64 = 100_000;
 
 /// The Redis store.
 ///
-/// A hit costs one round trip: the versions of the page's groups are read in the same
-/// pipeline as the entry stored at the versions this process saw last; only when a
-/// version moved (another process invalidated the group) is a second read needed.
+/// A hit costs one round trip: the versions of the page's groups and scopes are read
+/// in the same pipeline as the entry stored at the group versions this process saw
+/// last; only when a group version moved (another process invalidated it) is a second
+/// read needed.
 ///
 /// The connection is made lazily and re-made by itself after a failure, so an
 /// application starts and serves pages (uncached) while Redis is down.
@@ -64,9 +76,8 @@ return tonumber(ARGV[1])
 pub struct RedisStore {
     conn: ConnectionManager,
     namespace: Arc<str>,
-    /// The last version this process saw of each group: the guess that lets a hit
-    /// read version and entry in one round trip.
-    seen: Arc<RwLock<HashMap<String, u64>>>,
+    /// The last version this process saw of each group.
+    seen: Moka<String, u64>,
     bump: Arc<Script>,
 }
 
@@ -116,9 +127,14 @@ impl RedisStore {
         format!("{}:page:{}", self.namespace, hash)
     }
 
-    /// The Redis key holding the version of `group`.
-    pub fn version_key(&self, group: &str) -> String {
-        format!("{}:version:{}", self.namespace, group)
+    /// The Redis key holding `version`, such as `cache-page:group:views`.
+    pub fn version_key(&self, version: Version<'_>) -> String {
+        format!("{}:{}:{}", self.namespace, version.kind(), version.name())
+    }
+
+    /// The Redis key of the set of page hashes recorded under `tag`.
+    pub fn tag_key(&self, tag: &str) -> String {
+        format!("{}:tag:{}", self.namespace, tag)
     }
 
     /// A clone of the underlying connection, for commands of your own.
@@ -127,71 +143,72 @@ impl RedisStore {
     }
 
     fn guess(&self, groups: &[String]) -> Option<Vec<u64>> {
-        let seen = self.seen.read().unwrap_or_else(|e| e.into_inner());
-        groups.iter().map(|g| seen.get(g).copied()).collect()
+        groups.iter().map(|g| self.seen.get(g)).collect()
     }
 
-    fn remember(&self, groups: &[String], versions: &[u64]) {
-        let mut seen = self.seen.write().unwrap_or_else(|e| e.into_inner());
-        for (g, v) in groups.iter().zip(versions) {
-            match seen.get_mut(g) {
-                Some(old) => *old = *v,
-                None => {
-                    seen.insert(g.clone(), *v);
+    fn version_keys(&self, page: PageKey<'_>) -> Vec<String> {
+        page.groups
+            .iter()
+            .map(|g| self.version_key(Version::Group(g)))
+            .chain(page.scopes.iter().map(|v| self.version_key(*v)))
+            .collect()
+    }
+
+    /// Reads every version of `page` (groups, then scopes), seeding missing or damaged
+    /// ones in one more round trip.
+    async fn read_versions(&self, page: PageKey<'_>) -> Result<Vec<u64>, Error> {
+        let keys = self.version_keys(page);
+        let mut conn = self.conn.clone();
+        let raw: Vec<Option<Vec<u8>>> =
+            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        let mut versions: Vec<Option<u64>> = raw
+            .iter()
+            .map(|r| r.as_deref().and_then(parse_version))
+            .collect();
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| versions[i].is_none()).collect();
+        if !missing.is_empty() {
+            let mut pipe = redis::pipe();
+            for &i in &missing {
+                let ttl = if i < page.groups.len() {
+                    None
+                } else {
+                    page.scopes[i - page.groups.len()].ttl()
+                };
+                let set = pipe.cmd("SET").arg(&keys[i]).arg(version_seed());
+                // A damaged value is replaced; a missing one is set unless another
+                // process just did.
+                if raw[i].is_none() {
+                    set.arg("NX");
                 }
+                if let Some(ttl) = ttl {
+                    set.arg("EX").arg(ttl.as_secs());
+                }
+                set.ignore();
+                pipe.cmd("GET").arg(&keys[i]);
+            }
+            let seeded: Vec<Option<Vec<u8>>> = pipe.query_async(&mut conn).await?;
+            for (&i, raw) in missing.iter().zip(seeded) {
+                versions[i] = raw.as_deref().and_then(parse_version);
             }
         }
+        let versions: Vec<u64> = versions
+            .into_iter()
+            .collect::<Option<_>>()
+            .ok_or(Error::Corrupt("a version could not be seeded"))?;
+        for (g, v) in page.groups.iter().zip(&versions) {
+            self.seen.insert(g.clone(), *v);
+        }
+        Ok(versions)
     }
 
-    fn hash(page: PageKey<'_>, versions: &[u64]) -> String {
+    fn hash(page: PageKey<'_>, groups: &[u64]) -> String {
         let pairs: Vec<(&str, u64)> = page
             .groups
             .iter()
             .map(String::as_str)
-            .zip(versions.iter().copied())
+            .zip(groups.iter().copied())
             .collect();
-        hash_key(page.prefix, &pairs, page.key)
-    }
-
-    /// Reads the versions of `groups`, seeding the missing ones.
-    async fn read_versions(&self, groups: &[String]) -> Result<Vec<u64>, Error> {
-        let keys: Vec<String> = groups.iter().map(|g| self.version_key(g)).collect();
-        let mut conn = self.conn.clone();
-        let raw: Vec<Option<Vec<u8>>> =
-            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
-        let mut versions = Vec::with_capacity(groups.len());
-        for (key, raw) in keys.iter().zip(raw) {
-            let v = match raw {
-                Some(raw) => parse_version(&raw)?,
-                None => self.seed(key).await?,
-            };
-            versions.push(v);
-        }
-        self.remember(groups, &versions);
-        Ok(versions)
-    }
-
-    /// Sets a missing version to a fresh seed (unless another process just did) and
-    /// returns the version now in place.
-    async fn seed(&self, key: &str) -> Result<u64, Error> {
-        let mut conn = self.conn.clone();
-        let (raw,): (Option<Vec<u8>>,) = redis::pipe()
-            .cmd("SET")
-            .arg(key)
-            .arg(version_seed())
-            .arg("NX")
-            .ignore()
-            .cmd("GET")
-            .arg(key)
-            .query_async(&mut conn)
-            .await?;
-        parse_version(&raw.ok_or(Error::Corrupt("version vanished while seeding"))?)
-    }
-
-    async fn get_entry(&self, hash: &str) -> Result<Option<Arc<Entry>>, Error> {
-        let mut conn = self.conn.clone();
-        let raw: Option<Vec<u8>> = conn.get(self.page_key(hash)).await?;
-        Ok(decode(raw))
+        page_hash(page.prefix, &pairs, page.key, page.caller)
     }
 }
 
@@ -229,17 +246,14 @@ impl RedisStoreBuilder {
         Ok(RedisStore {
             conn,
             namespace: self.namespace.into(),
-            seen: Arc::default(),
+            seen: Moka::new(REMEMBERED_GROUPS),
             bump: Arc::new(Script::new(BUMP)),
         })
     }
 }
 
-fn parse_version(raw: &[u8]) -> Result<u64, Error> {
-    std::str::from_utf8(raw)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or(Error::Corrupt("group version is not an integer"))
+fn parse_version(raw: &[u8]) -> Option<u64> {
+    std::str::from_utf8(raw).ok()?.parse().ok()
 }
 
 /// A damaged or foreign value reads as a miss; the next store overwrites it.
@@ -257,41 +271,57 @@ fn decode(raw: Option<Vec<u8>>) -> Option<Arc<Entry>> {
 impl Store for RedisStore {
     fn lookup<'a>(&'a self, page: PageKey<'a>) -> BoxFuture<'a, Result<Lookup, Error>> {
         Box::pin(async move {
-            if page.groups.is_empty() {
-                let hash = Self::hash(page, &[]);
-                let entry = self.get_entry(&hash).await?;
-                return Ok(Lookup { hash, entry });
-            }
+            let n = page.groups.len();
             if let Some(guess) = self.guess(page.groups) {
-                // One round trip: the versions and the entry at the guessed versions.
+                // One round trip: every version, and the entry at the guessed ones.
                 let hash = Self::hash(page, &guess);
-                let keys: Vec<String> = page.groups.iter().map(|g| self.version_key(g)).collect();
                 let mut conn = self.conn.clone();
+                let mut pipe = redis::pipe();
+                let keys = self.version_keys(page);
+                if !keys.is_empty() {
+                    pipe.cmd("MGET").arg(&keys);
+                }
+                pipe.cmd("GET").arg(self.page_key(&hash));
                 let (raw_versions, raw_entry): (Vec<Option<Vec<u8>>>, Option<Vec<u8>>) =
-                    redis::pipe()
-                        .cmd("MGET")
-                        .arg(&keys)
-                        .cmd("GET")
-                        .arg(self.page_key(&hash))
-                        .query_async(&mut conn)
-                        .await?;
+                    if keys.is_empty() {
+                        let (entry,): (Option<Vec<u8>>,) = pipe.query_async(&mut conn).await?;
+                        (Vec::new(), entry)
+                    } else {
+                        pipe.query_async(&mut conn).await?
+                    };
                 let current: Option<Vec<u64>> = raw_versions
                     .iter()
-                    .map(|r| r.as_deref().and_then(|r| parse_version(r).ok()))
+                    .map(|r| r.as_deref().and_then(parse_version))
                     .collect();
-                if current.as_deref() == Some(guess.as_slice()) {
+                if let Some(current) = current
+                    && current[..n] == guess[..]
+                {
+                    let scopes = current[n..].to_vec();
                     return Ok(Lookup {
                         hash,
                         entry: decode(raw_entry),
+                        scopes,
                     });
                 }
             }
-            // A version moved, is missing, or was never seen here: read them, then the
-            // entry at the current versions.
-            let versions = self.read_versions(page.groups).await?;
-            let hash = Self::hash(page, &versions);
-            let entry = self.get_entry(&hash).await?;
-            Ok(Lookup { hash, entry })
+            // A group version moved or was never seen here, or a version is missing:
+            // read and seed them, then the entry at the current versions.
+            let versions = self.read_versions(page).await?;
+            let hash = Self::hash(page, &versions[..n]);
+            let entry = self.get(&hash).await?;
+            Ok(Lookup {
+                hash,
+                entry,
+                scopes: versions[n..].to_vec(),
+            })
+        })
+    }
+
+    fn get<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<Arc<Entry>>, Error>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let raw: Option<Vec<u8>> = conn.get(self.page_key(hash)).await?;
+            Ok(decode(raw))
         })
     }
 
@@ -299,14 +329,26 @@ impl Store for RedisStore {
         &'a self,
         hash: &'a str,
         entry: Arc<Entry>,
-        ttl: Duration,
+        tags: &'a [String],
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
-            let secs = ttl.as_secs().max(1);
-            let () = conn
-                .set_ex(self.page_key(hash), entry.encode().as_ref(), secs)
-                .await?;
+            let secs = entry.store_ttl().as_secs().max(1);
+            let mut pipe = redis::pipe();
+            pipe.cmd("SET")
+                .arg(self.page_key(hash))
+                .arg(entry.encode().as_ref())
+                .arg("EX")
+                .arg(secs)
+                .ignore();
+            for tag in tags {
+                let key = self.tag_key(tag);
+                pipe.cmd("SADD").arg(&key).arg(hash).ignore();
+                // The tag lives as long as its longest page (EXPIRE NX/GT: Redis 7).
+                pipe.cmd("EXPIRE").arg(&key).arg(secs).arg("NX").ignore();
+                pipe.cmd("EXPIRE").arg(&key).arg(secs).arg("GT").ignore();
+            }
+            let () = pipe.query_async(&mut conn).await?;
             Ok(())
         })
     }
@@ -319,24 +361,60 @@ impl Store for RedisStore {
         })
     }
 
-    fn invalidate_group<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
+    fn bump<'a>(&'a self, version: Version<'a>) -> BoxFuture<'a, Result<u64, Error>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
             let v: u64 = self
                 .bump
-                .key(self.version_key(group))
+                .key(self.version_key(version))
                 .arg(version_seed())
+                .arg(version.ttl().map_or(0, |t| t.as_secs()))
                 .invoke_async(&mut conn)
                 .await?;
-            self.remember(&[group.to_owned()], &[v]);
+            if let Version::Group(g) = version {
+                self.seen.insert(g.to_owned(), v);
+            }
             Ok(v)
         })
     }
 
-    fn group_version<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
+    fn version<'a>(&'a self, version: Version<'a>) -> BoxFuture<'a, Result<u64, Error>> {
         Box::pin(async move {
-            let v = self.read_versions(&[group.to_owned()]).await?;
-            Ok(v[0])
+            let (groups, scopes) = match version {
+                Version::Group(g) => (vec![g.to_owned()], Vec::new()),
+                other => (Vec::new(), vec![other]),
+            };
+            let page = PageKey {
+                prefix: "",
+                groups: &groups,
+                key: "",
+                caller: None,
+                scopes: &scopes,
+            };
+            Ok(self.read_versions(page).await?[0])
+        })
+    }
+
+    fn delete_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let key = self.tag_key(tag);
+            let hashes: Vec<String> = conn.smembers(&key).await?;
+            if hashes.is_empty() {
+                return Ok(0);
+            }
+            // Only the members read are removed, so pages tagged meanwhile stay indexed.
+            let pages: Vec<String> = hashes.iter().map(|h| self.page_key(h)).collect();
+            let (deleted,): (u64,) = redis::pipe()
+                .cmd("UNLINK")
+                .arg(&pages)
+                .cmd("SREM")
+                .arg(&key)
+                .arg(&hashes)
+                .ignore()
+                .query_async(&mut conn)
+                .await?;
+            Ok(deleted)
         })
     }
 }

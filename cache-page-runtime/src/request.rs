@@ -3,6 +3,8 @@
 use axum::extract::{FromRequest, Request};
 use http::{Method, request::Parts};
 
+use crate::Cache;
+
 /// A request extension that bypasses the cache: the handler runs and nothing is read
 /// from or written to the cache for this request.
 ///
@@ -48,19 +50,54 @@ pub struct CacheRequest(pub(crate) Capture);
 
 #[derive(Debug)]
 pub(crate) enum Capture {
-    /// Not a GET or HEAD, or `DoNotCache` was set.
-    Bypass,
+    /// Not a GET or HEAD, or `DoNotCache` was set. The request's `Cache` extension, if
+    /// any, names the cache in `Cache-Status`.
+    Bypass { cache: Option<Cache>, why: Forward },
     /// A cacheable request: its head, and whether to refresh the entry.
     Lookup { parts: Box<Parts>, refresh: bool },
+}
+
+/// Why a request went to the handler (the `fwd` parameter of `Cache-Status`,
+/// RFC 9211).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Forward {
+    /// The method is not cacheable.
+    Method,
+    /// `DoNotCache`, `only_if`, or credentials the handler does not cache.
+    Bypass,
+    /// No entry for the URL.
+    UriMiss,
+    /// An entry for the URL, but not for these request headers.
+    VaryMiss,
+    /// `RefreshCache` asked for a fresh response.
+    Request,
+}
+
+impl Forward {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Forward::Method => "method",
+            Forward::Bypass => "bypass",
+            Forward::UriMiss => "uri-miss",
+            Forward::VaryMiss => "vary-miss",
+            Forward::Request => "request",
+        }
+    }
 }
 
 impl CacheRequest {
     /// Captures `req`'s head if the request may be served from the cache.
     pub fn capture(req: &Request) -> Self {
-        if !matches!(*req.method(), Method::GET | Method::HEAD)
-            || req.extensions().get::<DoNotCache>().is_some()
-        {
-            return CacheRequest(Capture::Bypass);
+        let why = if !matches!(*req.method(), Method::GET | Method::HEAD) {
+            Some(Forward::Method)
+        } else if req.extensions().get::<DoNotCache>().is_some() {
+            Some(Forward::Bypass)
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            let cache = req.extensions().get::<Cache>().cloned();
+            return CacheRequest(Capture::Bypass { cache, why });
         }
         let (mut parts, ()) = Request::new(()).into_parts();
         parts.method = req.method().clone();

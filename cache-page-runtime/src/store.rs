@@ -7,8 +7,57 @@ use crate::{Entry, Error};
 /// A boxed, `Send` future, as [`Store`] methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The identity of a page before group versions are known: its prefix, the names of its
-/// groups, and the output of its key function.
+/// A versioned name. Bumping its version invalidates, in O(1), every page that was
+/// stored under the old one.
+///
+/// Group versions are hashed into the keys of their pages (the seed package's
+/// scheme). The others are *scopes* every page has implicitly: the versions of its
+/// path, its URL and its prefix are read with each lookup and compared with the ones
+/// recorded in the entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Version<'a> {
+    /// A group named by a handler.
+    Group(&'a str),
+    /// A URL path: every query string and header variant of it.
+    Path(&'a str),
+    /// A path with its canonical query string: every header variant of it.
+    Url(&'a str),
+    /// A handler prefix: every page stored under it.
+    Prefix(&'a str),
+}
+
+impl Version<'_> {
+    /// The kind, as it appears in store keys: `group`, `path`, `url` or `prefix`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Version::Group(_) => "group",
+            Version::Path(_) => "path",
+            Version::Url(_) => "url",
+            Version::Prefix(_) => "prefix",
+        }
+    }
+
+    /// The versioned name.
+    pub fn name(&self) -> &str {
+        match self {
+            Version::Group(n) | Version::Path(n) | Version::Url(n) | Version::Prefix(n) => n,
+        }
+    }
+
+    /// How long a store keeps this version: path and URL versions are one per page
+    /// and would grow without bound, so they expire after a week without use (a
+    /// re-seeded version only costs one miss); group and prefix versions are few and
+    /// are kept.
+    pub fn ttl(&self) -> Option<Duration> {
+        match self {
+            Version::Path(_) | Version::Url(_) => Some(Duration::from_secs(7 * 24 * 3600)),
+            _ => None,
+        }
+    }
+}
+
+/// The identity of a page before versions are known.
 #[derive(Clone, Copy, Debug)]
 pub struct PageKey<'a> {
     /// The handler's prefix (`""` when it has none).
@@ -17,56 +66,72 @@ pub struct PageKey<'a> {
     pub groups: &'a [String],
     /// What the key function returned.
     pub key: &'a str,
+    /// A digest of the caller's credentials, for handlers that cache requests with
+    /// `Authorization`: such pages are never shared between callers.
+    pub caller: Option<&'a str>,
+    /// Scope versions to read along with the entry (see [`Version`]).
+    pub scopes: &'a [Version<'a>],
 }
 
 /// The answer to [`Store::lookup`].
 #[derive(Clone, Debug)]
 pub struct Lookup {
-    /// The hash of the page at its groups' current versions ([`crate::hash_key`]):
-    /// where a fresh response for this page is to be stored.
+    /// The hash of the page at its groups' current versions: where a fresh response
+    /// for this page is stored.
     pub hash: String,
     /// The entry stored under `hash`, if any (a damaged one reads as `None`).
     pub entry: Option<Arc<Entry>>,
+    /// The current versions of [`PageKey::scopes`], in order.
+    pub scopes: Vec<u64>,
 }
 
-/// A backend for cache-page: where entries and group versions live.
+/// A backend for cache-page: where entries and versions live.
 ///
 /// The crate ships [`MemoryStore`](crate::MemoryStore) and, with the `redis` feature,
-/// [`RedisStore`](crate::RedisStore). A store only keeps bytes and counters; keys,
-/// HTTP rules and fail-open behaviour live in the runtime, above it.
+/// [`RedisStore`](crate::RedisStore). A store only keeps entries and counters; keys,
+/// HTTP rules and fail-open behaviour live above it.
 ///
-/// Group versions must never repeat: when a version is missing (never set, expired or
-/// evicted), a store seeds it with a value larger than any it can have had before, such
-/// as the current time in microseconds, so that entries invalidated earlier can never be
-/// reached again.
+/// Versions must never repeat: when one is missing (never set, expired or evicted), a
+/// store seeds it with a value larger than any it can have had before, such as the
+/// current time in microseconds ([`version_seed`]), so that entries invalidated
+/// earlier can never be reached again.
 pub trait Store: Send + Sync + fmt::Debug + 'static {
-    /// Reads the current versions of `page.groups` and the entry stored for the page at
-    /// those versions. Seeds missing versions.
+    /// Reads the current versions of the page's groups and scopes, and the entry
+    /// stored for the page at those group versions, seeding missing versions. A store
+    /// should do this in one round trip when it can.
     fn lookup<'a>(&'a self, page: PageKey<'a>) -> BoxFuture<'a, Result<Lookup, Error>>;
 
-    /// Stores `entry` under `hash` (from [`Lookup::hash`]) for `ttl`.
+    /// Reads the entry stored under `hash`.
+    fn get<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<Arc<Entry>>, Error>>;
+
+    /// Stores `entry` under `hash` for [`Entry::store_ttl`], and records it under each
+    /// of `tags`.
     fn insert<'a>(
         &'a self,
         hash: &'a str,
         entry: Arc<Entry>,
-        ttl: Duration,
+        tags: &'a [String],
     ) -> BoxFuture<'a, Result<(), Error>>;
 
     /// Deletes the entry stored under `hash`; `true` if there was one.
     fn remove<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<bool, Error>>;
 
-    /// Moves `group` to a new version, in O(1): every entry stored at an older version
-    /// becomes unreachable. Returns the new version.
-    fn invalidate_group<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, Error>>;
+    /// Moves `version` on, in O(1): every entry stored under the old one becomes
+    /// unreachable. Returns the new version.
+    fn bump<'a>(&'a self, version: Version<'a>) -> BoxFuture<'a, Result<u64, Error>>;
 
-    /// The current version of `group`, seeding it if missing.
-    fn group_version<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, Error>>;
+    /// The current value of `version`, seeding it if missing.
+    fn version<'a>(&'a self, version: Version<'a>) -> BoxFuture<'a, Result<u64, Error>>;
+
+    /// Deletes every entry recorded under `tag`, and the tag; returns how many entries
+    /// were deleted.
+    fn delete_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, Result<u64, Error>>;
 }
 
-/// A version for a group that has none: the current time in microseconds. Versions only
-/// grow by one per invalidation, so a new seed is larger than every version the group
-/// had before unless it was invalidated more than a million times a second.
-pub(crate) fn version_seed() -> u64 {
+/// A version for a name that has none: the current time in microseconds. Versions
+/// only grow by one per invalidation, so a new seed is larger than every version the
+/// name had before unless it was invalidated more than a million times a second.
+pub fn version_seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_micros() as u64)
