@@ -11,6 +11,7 @@ use http::request::Parts;
 
 use crate::{
     Error, MemoryStore, PageConfig, Store,
+    flight::Flights,
     key::canonical_url,
     store::{PageKey, Version},
 };
@@ -42,18 +43,25 @@ pub struct Cache {
 #[derive(Debug)]
 struct Inner {
     store: Arc<dyn Store>,
+    settings: Settings,
+    flights: Arc<Flights>,
+}
+
+#[derive(Clone, Debug)]
+struct Settings {
     timeout: Duration,
     max_body_bytes: usize,
     cache_status: Option<&'static str>,
+    single_flight: bool,
+    coalesce_wait: Duration,
+    lock_wait: Option<Duration>,
 }
 
 /// Builds a [`Cache`].
 #[derive(Debug)]
 pub struct CacheBuilder {
     store: Arc<dyn Store>,
-    timeout: Duration,
-    max_body_bytes: usize,
-    cache_status: Option<&'static str>,
+    settings: Settings,
 }
 
 impl Cache {
@@ -68,14 +76,20 @@ impl Cache {
     }
 
     /// Starts a builder. Defaults: store operations time out after 500 ms, bodies up
-    /// to 8 MiB are stored, and responses carry a `Cache-Status` header named
-    /// `cache-page`.
+    /// to 8 MiB are stored, responses carry a `Cache-Status` header named
+    /// `cache-page`, concurrent misses of a page run its handler once per process
+    /// (followers wait up to 10 s), and there is no lock across instances.
     pub fn builder(store: impl Store) -> CacheBuilder {
         CacheBuilder {
             store: Arc::new(store),
-            timeout: Duration::from_millis(500),
-            max_body_bytes: 8 * 1024 * 1024,
-            cache_status: Some("cache-page"),
+            settings: Settings {
+                timeout: Duration::from_millis(500),
+                max_body_bytes: 8 * 1024 * 1024,
+                cache_status: Some("cache-page"),
+                single_flight: true,
+                coalesce_wait: Duration::from_secs(10),
+                lock_wait: None,
+            },
         }
     }
 
@@ -86,17 +100,37 @@ impl Cache {
 
     /// How long a request waits for the store before serving uncached.
     pub fn timeout(&self) -> Duration {
-        self.inner.timeout
+        self.inner.settings.timeout
     }
 
     /// Largest body stored; larger responses pass through uncached.
     pub fn max_body_bytes(&self) -> usize {
-        self.inner.max_body_bytes
+        self.inner.settings.max_body_bytes
     }
 
     /// The cache name written in `Cache-Status`, if the header is on.
     pub fn cache_status(&self) -> Option<&'static str> {
-        self.inner.cache_status
+        self.inner.settings.cache_status
+    }
+
+    /// Whether concurrent misses of one page run its handler once per process.
+    pub fn single_flight(&self) -> bool {
+        self.inner.settings.single_flight
+    }
+
+    /// How long a request waits for another one running the same page's handler.
+    pub fn coalesce_wait(&self) -> Duration {
+        self.inner.settings.coalesce_wait
+    }
+
+    /// How long a miss waits for another instance holding the page's lock, if the
+    /// lock across instances is on.
+    pub fn lock_wait(&self) -> Option<Duration> {
+        self.inner.settings.lock_wait
+    }
+
+    pub(crate) fn flights(&self) -> &Arc<Flights> {
+        &self.inner.flights
     }
 
     /// Invalidates every page of `group` in this cache, in O(1). Returns once the new
@@ -217,9 +251,10 @@ impl Cache {
         &self,
         fut: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
-        tokio::time::timeout(self.inner.timeout, fut)
+        let timeout = self.inner.settings.timeout;
+        tokio::time::timeout(timeout, fut)
             .await
-            .unwrap_or(Err(Error::Timeout(self.inner.timeout)))
+            .unwrap_or(Err(Error::Timeout(timeout)))
     }
 }
 
@@ -227,19 +262,42 @@ impl CacheBuilder {
     /// Longest wait for any store operation (default 500 ms). Past it, a request is
     /// served uncached and an invalidation returns [`Error::Timeout`].
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.settings.timeout = timeout;
         self
     }
 
     /// Largest body stored (default 8 MiB). Larger responses pass through untouched.
     pub fn max_body_bytes(mut self, n: usize) -> Self {
-        self.max_body_bytes = n;
+        self.settings.max_body_bytes = n;
         self
     }
 
     /// The name in the `Cache-Status` header (RFC 9211), or `None` to send no header.
     pub fn cache_status(mut self, name: Option<&'static str>) -> Self {
-        self.cache_status = name;
+        self.settings.cache_status = name;
+        self
+    }
+
+    /// Whether concurrent misses of one page run its handler once per process, the
+    /// others waiting for its response (default on).
+    pub fn single_flight(mut self, on: bool) -> Self {
+        self.settings.single_flight = on;
+        self
+    }
+
+    /// How long a request waits for another running the same page's handler before
+    /// running it itself (default 10 s).
+    pub fn coalesce_wait(mut self, wait: Duration) -> Self {
+        self.settings.coalesce_wait = wait;
+        self
+    }
+
+    /// Turns on a lock in the store, so that concurrent misses of one page run its
+    /// handler at most once per `wait` across every instance sharing the store (as
+    /// nginx's `proxy_cache_lock`). A miss that finds the lock taken polls for the
+    /// other instance's entry for at most `wait`, then runs the handler itself.
+    pub fn lock_across_instances(mut self, wait: Duration) -> Self {
+        self.settings.lock_wait = Some(wait);
         self
     }
 
@@ -248,9 +306,8 @@ impl CacheBuilder {
         Cache {
             inner: Arc::new(Inner {
                 store: self.store,
-                timeout: self.timeout,
-                max_body_bytes: self.max_body_bytes,
-                cache_status: self.cache_status,
+                settings: self.settings,
+                flights: Arc::default(),
             }),
         }
     }

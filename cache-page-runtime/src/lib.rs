@@ -53,6 +53,7 @@ mod cache;
 mod config;
 mod entry;
 mod error;
+mod flight;
 mod key;
 mod memory;
 mod policy;

@@ -122,10 +122,23 @@ pub(crate) fn patch_headers(headers: &mut HeaderMap, timeout: u64, now: SystemTi
 
 /// The request headers a response varies on: lowercase, sorted, without duplicates.
 /// (`Vary: *` never reaches here: such responses are not stored.)
-pub(crate) fn vary_names(headers: &HeaderMap) -> Vec<HeaderName> {
-    let mut names: Vec<HeaderName> = headers
-        .get_all(header::VARY)
-        .iter()
+#[cfg(test)]
+fn vary_names(headers: &HeaderMap) -> Vec<HeaderName> {
+    names_in(headers.get_all(header::VARY).iter())
+}
+
+/// The request headers an entry varies on: lowercase, sorted, without duplicates.
+pub(crate) fn vary_names_of(headers: &[(HeaderName, HeaderValue)]) -> Vec<HeaderName> {
+    names_in(
+        headers
+            .iter()
+            .filter(|(n, _)| n == header::VARY)
+            .map(|(_, v)| v),
+    )
+}
+
+fn names_in<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> Vec<HeaderName> {
+    let mut names: Vec<HeaderName> = values
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
@@ -178,6 +191,22 @@ mod tests {
             .iter()
             .map(|(n, v)| (HeaderName::from_static(n), HeaderValue::from_static(v)))
             .collect()
+    }
+
+    #[test]
+    fn vary_names_ignore_case_order_and_repeats() {
+        let a = headers(&[("vary", "Cookie, accept-language"), ("vary", "COOKIE")]);
+        let b = headers(&[("vary", "Accept-Language,cookie")]);
+        assert_eq!(vary_names(&a), vary_names(&b));
+        assert_eq!(vary_names(&a), ["accept-language", "cookie"]);
+    }
+
+    #[test]
+    fn etags_compare_weakly() {
+        assert!(weak_match("\"a\"", "\"a\""));
+        assert!(weak_match("W/\"a\"", "\"a\""));
+        assert!(weak_match("*", "\"a\""));
+        assert!(!weak_match("\"b\"", "\"a\""));
     }
 
     #[test]

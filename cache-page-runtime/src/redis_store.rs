@@ -11,6 +11,7 @@
 //! | `<ns>:path:<path>`        | integer | a week, renewed on invalidation |
 //! | `<ns>:url:<path?query>`   | integer | a week, renewed on invalidation |
 //! | `<ns>:tag:<tag>`          | set of page hashes | the longest page in it |
+//! | `<ns>:lock:<md5 hex>`     | string  | the lock wait (only with `lock_across_instances`) |
 
 use std::{sync::Arc, time::Duration};
 
@@ -135,6 +136,12 @@ impl RedisStore {
     /// The Redis key of the set of page hashes recorded under `tag`.
     pub fn tag_key(&self, tag: &str) -> String {
         format!("{}:tag:{}", self.namespace, tag)
+    }
+
+    /// The Redis key of the lock that coalesces misses of the page at `hash` across
+    /// instances.
+    pub fn lock_key(&self, hash: &str) -> String {
+        format!("{}:lock:{}", self.namespace, hash)
     }
 
     /// A clone of the underlying connection, for commands of your own.
@@ -392,6 +399,30 @@ impl Store for RedisStore {
                 scopes: &scopes,
             };
             Ok(self.read_versions(page).await?[0])
+        })
+    }
+
+    fn lock<'a>(&'a self, hash: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+            let set: Option<String> = redis::cmd("SET")
+                .arg(self.lock_key(hash))
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(ms)
+                .query_async(&mut conn)
+                .await?;
+            Ok(set.is_some())
+        })
+    }
+
+    fn unlock<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let _: u64 = conn.del(self.lock_key(hash)).await?;
+            Ok(())
         })
     }
 

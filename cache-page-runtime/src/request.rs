@@ -71,6 +71,8 @@ pub(crate) enum Forward {
     VaryMiss,
     /// `RefreshCache` asked for a fresh response.
     Request,
+    /// The entry was stale (a background refresh).
+    Stale,
 }
 
 impl Forward {
@@ -81,6 +83,7 @@ impl Forward {
             Forward::UriMiss => "uri-miss",
             Forward::VaryMiss => "vary-miss",
             Forward::Request => "request",
+            Forward::Stale => "stale",
         }
     }
 }

@@ -20,6 +20,7 @@ use http_body_util::BodyExt;
 use crate::{
     Cache, Entry, Error, PageConfig,
     entry::{VaryIndex, unix_ms},
+    flight::{Join, Landed},
     key::{canonical_url, digest, variant_hash},
     policy::{self, Uncacheable},
     request::{CacheRequest, Capture, Forward},
@@ -27,9 +28,9 @@ use crate::{
 };
 
 /// Serves a request for a cached handler: `handler` runs only on a miss.
-pub async fn serve<F, R>(config: &PageConfig, request: CacheRequest, handler: F) -> Response
+pub async fn serve<F, R>(config: &'static PageConfig, request: CacheRequest, handler: F) -> Response
 where
-    F: Future<Output = R>,
+    F: Future<Output = R> + Send + 'static,
     R: IntoResponse,
 {
     let (parts, refresh) = match request.0 {
@@ -84,26 +85,57 @@ where
             return handler.await.into_response();
         }
     };
-    let found = find(&cache, &lookup, &parts).await;
-    let target = match found {
-        Found::Page(entry) if !refresh => return hit(&cache, &entry, &parts),
-        Found::Variant {
-            variant: Some(entry),
-            ..
-        } if !refresh => return hit(&cache, &entry, &parts),
-        Found::Page(_) | Found::Nothing => Target {
-            hash: lookup.hash,
-            index: None,
-        },
+    let now = SystemTime::now();
+    let (found, target) = match find(&cache, &lookup, &parts, now).await {
+        Found::Nothing => (
+            None,
+            Target {
+                hash: lookup.hash,
+                index: None,
+            },
+        ),
+        Found::Page(entry) => (
+            Some(entry),
+            Target {
+                hash: lookup.hash,
+                index: None,
+            },
+        ),
         Found::Variant {
             index,
             variant_hash,
-            ..
-        } => Target {
-            hash: lookup.hash,
-            index: Some((index, variant_hash)),
-        },
+            variant,
+        } => (
+            variant,
+            Target {
+                hash: lookup.hash,
+                index: Some((index, variant_hash)),
+            },
+        ),
     };
+    if let Some(entry) = found
+        && !refresh
+    {
+        if entry.is_stale_at(now) {
+            // In its grace period: serve it, and refresh it in the background unless
+            // another request already does. A refresh that fails stores nothing, so
+            // the stale page goes on being served (stale-if-error).
+            if let Join::Leader(leader) = cache.flights().join(&target.hash) {
+                let miss = Miss {
+                    cache: cache.clone(),
+                    config,
+                    parts: parts.clone(),
+                    scopes: lookup.scopes,
+                    why: Forward::Stale,
+                };
+                tokio::spawn(async move {
+                    let (_, landed) = miss.run(target, handler).await;
+                    leader.land(landed);
+                });
+            }
+        }
+        return hit(&cache, &entry, &parts, Served::Hit);
+    }
     let why = if refresh {
         Forward::Request
     } else if target.index.is_some() {
@@ -111,16 +143,31 @@ where
     } else {
         Forward::UriMiss
     };
-
-    let response = handler.await.into_response();
     let miss = Miss {
-        cache: &cache,
+        cache: cache.clone(),
         config,
-        parts: &parts,
+        parts,
         scopes: lookup.scopes,
         why,
     };
-    miss.store(target, response).await
+    if !cache.single_flight() || refresh {
+        return miss.run(target, handler).await.0;
+    }
+    match cache.flights().join(&target.hash) {
+        Join::Leader(leader) => {
+            let (response, landed) = miss.lead(target, handler).await;
+            leader.land(landed);
+            response
+        }
+        Join::Follower(follower) => {
+            if let Some(landed) = follower.wait(cache.coalesce_wait()).await
+                && landed.matches(&miss.parts)
+            {
+                return hit(&cache, &landed.entry, &miss.parts, Served::Collapsed);
+            }
+            miss.run(target, handler).await.0
+        }
+    }
 }
 
 fn resolve(config: &PageConfig, parts: &Parts) -> Result<Cache, Error> {
@@ -152,14 +199,13 @@ struct Target {
     index: Option<(VaryIndex, String)>,
 }
 
-/// An entry is served only while the scopes it was stored under are unchanged and it
-/// is fresh.
+/// An entry is served only while the scopes it was stored under are unchanged, and
+/// while it is fresh or within its grace period.
 fn usable(entry: &Entry, scopes: &[u64], now: SystemTime) -> bool {
-    entry.scopes == scopes && !entry.is_stale_at(now)
+    entry.scopes == scopes && entry.age_at(now) < entry.store_ttl()
 }
 
-async fn find(cache: &Cache, lookup: &Lookup, parts: &Parts) -> Found {
-    let now = SystemTime::now();
+async fn find(cache: &Cache, lookup: &Lookup, parts: &Parts, now: SystemTime) -> Found {
     let Some(entry) = lookup
         .entry
         .as_ref()
@@ -202,9 +248,31 @@ fn vary_values<'a>(parts: &Parts, names: &'a [HeaderName]) -> Vec<(&'a str, Opti
         .collect()
 }
 
+impl Landed {
+    /// Whether a follower's request may be served what the leader stored: the same
+    /// values of the headers the response varies on.
+    fn matches(&self, parts: &Parts) -> bool {
+        let values = vary_values(parts, &self.names);
+        values.len() == self.values.len()
+            && values
+                .iter()
+                .zip(&self.values)
+                .all(|((_, mine), theirs)| mine == theirs)
+    }
+}
+
+/// How a stored entry came to be served, for `Cache-Status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Served {
+    /// Found in the store.
+    Hit,
+    /// Another request of this process ran the handler and stored it meanwhile.
+    Collapsed,
+}
+
 /// Builds the response for a stored entry, with `Age`, or a `304` when the request's
 /// validators match it.
-fn hit(cache: &Cache, entry: &Entry, parts: &Parts) -> Response {
+fn hit(cache: &Cache, entry: &Entry, parts: &Parts, served: Served) -> Response {
     let age = entry.age_at(SystemTime::now()).as_secs();
     let not_modified =
         is_not_modified(&parts.headers, || entry.headers.iter().map(|(n, v)| (n, v)));
@@ -232,8 +300,15 @@ fn hit(cache: &Cache, entry: &Entry, parts: &Parts) -> Response {
     }
     headers.insert(header::AGE, HeaderValue::from(age));
     if let Some(name) = cache.cache_status() {
-        let ttl = entry.ttl.as_secs().saturating_sub(age);
-        set_status(headers, format_args!("{name}; hit; ttl={ttl}"));
+        // Negative once stale (RFC 9211 §2.4).
+        let ttl = entry.ttl.as_secs() as i64 - age as i64;
+        match served {
+            Served::Hit => set_status(headers, format_args!("{name}; hit; ttl={ttl}")),
+            Served::Collapsed => set_status(
+                headers,
+                format_args!("{name}; fwd=uri-miss; collapsed; ttl={ttl}"),
+            ),
+        }
     }
     response
 }
@@ -285,17 +360,116 @@ fn forward(cache: Option<&Cache>, mut response: Response, why: Forward) -> Respo
     response
 }
 
-/// A miss: everything needed to store the handler's response.
-struct Miss<'a> {
-    cache: &'a Cache,
-    config: &'a PageConfig,
-    parts: &'a Parts,
+/// A miss: everything needed to run the handler and store its response. It owns its
+/// parts so that a background refresh can take it along.
+struct Miss {
+    cache: Cache,
+    config: &'static PageConfig,
+    parts: Box<Parts>,
     scopes: Vec<u64>,
     why: Forward,
 }
 
-impl Miss<'_> {
-    fn refuse(&self, mut head: http::response::Parts, body: Body, why: Uncacheable) -> Response {
+impl Miss {
+    /// Runs the handler and stores its response.
+    async fn run<F, R>(self, target: Target, handler: F) -> (Response, Option<Landed>)
+    where
+        F: Future<Output = R>,
+        R: IntoResponse,
+    {
+        let response = handler.await.into_response();
+        self.store(target, response).await
+    }
+
+    /// Runs the handler as the leader of this process's flight. With a distributed
+    /// lock configured, first takes the lock in the store; when another instance holds
+    /// it, waits (boundedly) for that instance's entry instead of running the handler.
+    async fn lead<F, R>(self, target: Target, handler: F) -> (Response, Option<Landed>)
+    where
+        F: Future<Output = R>,
+        R: IntoResponse,
+    {
+        let Some(wait) = self.cache.lock_wait() else {
+            return self.run(target, handler).await;
+        };
+        let store = self.cache.store();
+        match self
+            .cache
+            .with_timeout(store.lock(&target.hash, wait))
+            .await
+        {
+            Ok(true) => {
+                let cache = self.cache.clone();
+                let hash = target.hash.clone();
+                let out = self.run(target, handler).await;
+                if let Err(err) = cache.with_timeout(cache.store().unlock(&hash)).await {
+                    tracing::debug!(error = %err, "cache lock not released; it will expire");
+                }
+                out
+            }
+            Ok(false) => {
+                if let Some(entry) = self.await_other_instance(&target.hash, wait).await {
+                    let response = hit(&self.cache, &entry, &self.parts, Served::Collapsed);
+                    let landed = self.landed(entry);
+                    return (response, Some(landed));
+                }
+                self.run(target, handler).await
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cache lock failed; running the handler");
+                self.run(target, handler).await
+            }
+        }
+    }
+
+    /// Polls the store for the entry another instance is building, for at most `wait`.
+    async fn await_other_instance(&self, hash: &str, wait: Duration) -> Option<Arc<Entry>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pause = Duration::from_millis(5);
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+            let entry = self
+                .cache
+                .with_timeout(self.cache.store().get(hash))
+                .await
+                .ok()??;
+            let lookup = Lookup {
+                hash: hash.to_owned(),
+                entry: Some(entry),
+                scopes: self.scopes.clone(),
+            };
+            match find(&self.cache, &lookup, &self.parts, SystemTime::now()).await {
+                Found::Page(entry)
+                | Found::Variant {
+                    variant: Some(entry),
+                    ..
+                } => return Some(entry),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    fn landed(&self, entry: Arc<Entry>) -> Landed {
+        let names = policy::vary_names_of(&entry.headers);
+        let values = vary_values(&self.parts, &names)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        Landed {
+            entry,
+            names,
+            values,
+        }
+    }
+
+    fn refuse(
+        &self,
+        mut head: http::response::Parts,
+        body: Body,
+        why: Uncacheable,
+    ) -> (Response, Option<Landed>) {
         tracing::debug!(reason = why.as_str(), "response not stored");
         if let Some(name) = self.cache.cache_status() {
             set_status(
@@ -303,11 +477,12 @@ impl Miss<'_> {
                 format_args!("{name}; fwd={}; detail={}", self.why.as_str(), why.as_str()),
             );
         }
-        Response::from_parts(head, body)
+        (Response::from_parts(head, body), None)
     }
 
-    /// Stores `response` if the rules allow it, and returns it whole.
-    async fn store(self, target: Target, response: Response) -> Response {
+    /// Stores `response` if the rules allow it, and returns it whole, with what
+    /// followers may be served (nothing when it was not stored).
+    async fn store(self, target: Target, response: Response) -> (Response, Option<Landed>) {
         let (mut head, body) = response.into_parts();
         let timeout = self.config.timeout.for_response(&head);
         if head.status == StatusCode::NOT_MODIFIED {
@@ -339,7 +514,7 @@ impl Miss<'_> {
             Err(err) => {
                 tracing::warn!(error = %err, "response body failed; not stored");
                 let failed = futures_util::stream::once(std::future::ready(Err::<Bytes, _>(err)));
-                return Response::from_parts(head, Body::from_stream(failed));
+                return (Response::from_parts(head, Body::from_stream(failed)), None);
             }
         };
         // Never store a body shorter than it announced, or an empty answer to HEAD
@@ -363,7 +538,7 @@ impl Miss<'_> {
                 head.headers.insert(header::ETAG, etag);
             }
         }
-        let entry = Entry {
+        let entry = Arc::new(Entry {
             status: head.status,
             headers: head
                 .headers
@@ -377,31 +552,28 @@ impl Miss<'_> {
             grace: Duration::from_secs(self.config.grace),
             scopes: self.scopes.clone(),
             vary: None,
-        };
+        });
         let tags: Vec<String> = self
             .config
             .tags
             .iter()
-            .map(|t| t.resolve(self.parts))
+            .map(|t| t.resolve(&self.parts))
             .collect();
-        let stored = self
-            .insert(target, entry, policy::vary_names(&head.headers), &tags)
-            .await;
+        let stored = self.insert(target, entry.clone(), &tags).await;
         if let Err(err) = &stored {
             tracing::warn!(error = %err, "cache store failed; page served uncached");
         }
         if let Some(name) = self.cache.cache_status() {
+            let why = self.why.as_str();
             match stored {
                 Ok(()) => set_status(
                     &mut head.headers,
-                    format_args!("{name}; fwd={}; stored; ttl={timeout}", self.why.as_str()),
+                    format_args!("{name}; fwd={why}; stored; ttl={timeout}"),
                 ),
-                Err(_) => set_status(
-                    &mut head.headers,
-                    format_args!("{name}; fwd={}", self.why.as_str()),
-                ),
+                Err(_) => set_status(&mut head.headers, format_args!("{name}; fwd={why}")),
             }
         }
+        let landed = stored.is_ok().then(|| self.landed(entry));
         if is_not_modified(&self.parts.headers, || head.headers.iter()) {
             let mut not_modified = Response::new(Body::empty());
             *not_modified.status_mut() = StatusCode::NOT_MODIFIED;
@@ -409,11 +581,11 @@ impl Miss<'_> {
                 .headers
                 .into_iter()
                 .filter_map(|(n, v)| Some((n?, v)))
-                .filter(|(n, _)| policy::kept_in_304(n) || n == "cache-status")
+                .filter(|(n, _)| policy::kept_in_304(n) || n == "cache-status" || n == "age")
                 .collect();
-            return not_modified;
+            return (not_modified, landed);
         }
-        Response::from_parts(head, Body::from(bytes))
+        (Response::from_parts(head, Body::from(bytes)), landed)
     }
 
     /// Writes the entry where it belongs: at the page's hash when the response does
@@ -422,15 +594,15 @@ impl Miss<'_> {
     async fn insert(
         &self,
         target: Target,
-        entry: Entry,
-        names: Vec<HeaderName>,
+        entry: Arc<Entry>,
         tags: &[String],
     ) -> Result<(), Error> {
         let store = self.cache.store();
+        let names = policy::vary_names_of(&entry.headers);
         if names.is_empty() {
             return self
                 .cache
-                .with_timeout(store.insert(&target.hash, Arc::new(entry), tags))
+                .with_timeout(store.insert(&target.hash, entry, tags))
                 .await;
         }
         let variant = match target.index {
@@ -443,7 +615,7 @@ impl Miss<'_> {
                 let variant = variant_hash(
                     &target.hash,
                     index.nonce,
-                    &vary_values(self.parts, &index.names),
+                    &vary_values(&self.parts, &index.names),
                 );
                 let index = Entry::vary_index(
                     index,
@@ -459,7 +631,7 @@ impl Miss<'_> {
             }
         };
         self.cache
-            .with_timeout(store.insert(&variant, Arc::new(entry), tags))
+            .with_timeout(store.insert(&variant, entry, tags))
             .await
     }
 }

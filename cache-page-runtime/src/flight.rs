@@ -1,0 +1,137 @@
+//! Single flight: concurrent misses of one page run its handler once per process.
+//!
+//! The first request for a missing page becomes its *leader*; the others *follow*,
+//! waiting (boundedly) for what the leader stored. A leader that panics or is
+//! cancelled drops its guard, which wakes every follower: they then run the handler
+//! themselves, so nobody waits forever.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::sync::watch;
+
+use crate::Entry;
+
+/// What a leader stored, and the values of the request headers the entry varies on
+/// as the leader's request had them: a follower whose headers differ gets nothing.
+#[derive(Clone, Debug)]
+pub(crate) struct Landed {
+    pub(crate) entry: Arc<Entry>,
+    pub(crate) names: Vec<http::HeaderName>,
+    pub(crate) values: Vec<Option<String>>,
+}
+
+type Outcome = Option<Option<Landed>>;
+
+/// The flights under way, by page hash.
+#[derive(Debug, Default)]
+pub(crate) struct Flights {
+    map: Mutex<HashMap<String, watch::Receiver<Outcome>>>,
+}
+
+pub(crate) enum Join {
+    Leader(Leader),
+    Follower(Follower),
+}
+
+/// Held by the request that runs the handler. Dropping it ends the flight.
+pub(crate) struct Leader {
+    flights: Arc<Flights>,
+    key: String,
+    tx: watch::Sender<Outcome>,
+}
+
+pub(crate) struct Follower(watch::Receiver<Outcome>);
+
+impl Flights {
+    /// Joins the flight for `key`, or starts one.
+    pub(crate) fn join(self: &Arc<Self>, key: &str) -> Join {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(rx) = map.get(key) {
+            return Join::Follower(Follower(rx.clone()));
+        }
+        let (tx, rx) = watch::channel(None);
+        map.insert(key.to_owned(), rx);
+        Join::Leader(Leader {
+            flights: self.clone(),
+            key: key.to_owned(),
+            tx,
+        })
+    }
+
+    /// Number of flights under way (for tests and metrics).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+impl Leader {
+    /// Tells the followers what was stored (`None`: nothing they may use).
+    pub(crate) fn land(self, landed: Option<Landed>) {
+        self.tx.send_replace(Some(landed));
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        let mut map = self.flights.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map
+            .get(&self.key)
+            .is_some_and(|rx| rx.same_channel(&self.tx.subscribe()))
+        {
+            map.remove(&self.key);
+        }
+    }
+}
+
+impl Follower {
+    /// Waits at most `wait` for the leader. `None` when the leader stored nothing
+    /// usable, failed, or took too long.
+    pub(crate) async fn wait(mut self, wait: Duration) -> Option<Landed> {
+        let landed = tokio::time::timeout(wait, self.0.wait_for(Option::is_some)).await;
+        match landed {
+            Ok(Ok(outcome)) => outcome.clone().flatten(),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn followers_get_what_the_leader_landed() {
+        let flights = Arc::new(Flights::default());
+        let Join::Leader(leader) = flights.join("k") else {
+            panic!("first is the leader")
+        };
+        let Join::Follower(follower) = flights.join("k") else {
+            panic!("second follows")
+        };
+        let waiting = tokio::spawn(follower.wait(Duration::from_secs(10)));
+        leader.land(None);
+        assert!(waiting.await.unwrap().is_none());
+        assert_eq!(flights.len(), 0);
+        assert!(matches!(flights.join("k"), Join::Leader(_)));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_leader_releases_its_followers() {
+        let flights = Arc::new(Flights::default());
+        let Join::Leader(leader) = flights.join("k") else {
+            panic!("first is the leader")
+        };
+        let Join::Follower(follower) = flights.join("k") else {
+            panic!("second follows")
+        };
+        let waiting = tokio::spawn(follower.wait(Duration::from_secs(3600)));
+        drop(leader); // a panic or a cancelled request
+        assert!(waiting.await.unwrap().is_none());
+        assert_eq!(flights.len(), 0);
+    }
+}
