@@ -14,6 +14,7 @@ use crate::{
     flight::Flights,
     key::canonical_url,
     store::{PageKey, Version},
+    telemetry,
 };
 
 /// A handle on a store and its settings. Cheap to clone; clones share everything.
@@ -225,20 +226,25 @@ impl Cache {
     /// Deletes every page stored with `tag`, freeing their memory now (unlike versions,
     /// which leave old pages to expire). Returns how many were deleted.
     pub async fn invalidate_tag(&self, tag: &str) -> Result<u64, Error> {
-        let deleted = self.with_timeout(self.store().delete_tag(tag)).await?;
-        tracing::debug!(tag, deleted, "deleted tagged cache pages");
+        let deleted = self
+            .with_timeout(self.store().delete_tag(tag))
+            .await
+            .inspect_err(|err| telemetry::error("invalidate", err))?;
+        telemetry::invalidated("tag", tag, deleted);
         Ok(deleted)
     }
 
     async fn bump(&self, version: Version<'_>) -> Result<u64, Error> {
-        let new = self.with_timeout(self.store().bump(version)).await?;
-        tracing::debug!(
-            kind = version.kind(),
-            name = version.name(),
-            version = new,
-            "invalidated"
-        );
-        Ok(new)
+        match self.with_timeout(self.store().bump(version)).await {
+            Ok(new) => {
+                telemetry::invalidated(version.kind(), version.name(), new);
+                Ok(new)
+            }
+            Err(err) => {
+                telemetry::error("invalidate", &err);
+                Err(err)
+            }
+        }
     }
 
     /// The current version of `group` (what its pages' keys are hashed with).

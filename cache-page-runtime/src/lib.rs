@@ -55,6 +55,7 @@ mod entry;
 mod error;
 mod flight;
 mod key;
+mod layer;
 mod memory;
 mod policy;
 #[cfg(feature = "redis")]
@@ -62,6 +63,7 @@ mod redis_store;
 mod request;
 mod serve;
 mod store;
+mod telemetry;
 
 pub use crate::{
     cache::{
@@ -72,6 +74,7 @@ pub use crate::{
     entry::{Entry, VaryIndex},
     error::Error,
     key::{KeyFn, hash_key, key_preimage},
+    layer::{CachePage, CachePageLayer},
     memory::{MemoryStore, MemoryStoreBuilder},
     request::{DoNotCache, RefreshCache},
     store::{BoxFuture, Lookup, PageKey, Store, Version, version_seed},

@@ -17,6 +17,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header, reque
 use http_body::Body as _;
 use http_body_util::BodyExt;
 
+use tracing::Instrument as _;
+
 use crate::{
     Cache, Entry, Error, PageConfig,
     entry::{VaryIndex, unix_ms},
@@ -25,6 +27,7 @@ use crate::{
     policy::{self, Uncacheable},
     request::{CacheRequest, Capture, Forward},
     store::{Lookup, PageKey, Version},
+    telemetry::{self, Outcome},
 };
 
 /// Serves a request for a cached handler: `handler` runs only on a miss.
@@ -33,17 +36,35 @@ where
     F: Future<Output = R> + Send + 'static,
     R: IntoResponse,
 {
-    let (parts, refresh) = match request.0 {
-        Capture::Lookup { parts, refresh } => (parts, refresh),
+    match request.0 {
+        Capture::Lookup { parts, refresh } => {
+            let span = tracing::debug_span!("cache_page", uri = %parts.uri);
+            lookup_and_serve(config, parts, refresh, handler)
+                .instrument(span)
+                .await
+        }
         Capture::Bypass { cache, why } => {
             let cache = config.store.and_then(crate::named_cache).or(cache);
-            return forward(cache.as_ref(), handler.await.into_response(), why);
+            forward(cache.as_ref(), handler.await.into_response(), why)
         }
-    };
+    }
+}
+
+async fn lookup_and_serve<F, R>(
+    config: &'static PageConfig,
+    parts: Box<Parts>,
+    refresh: bool,
+    handler: F,
+) -> Response
+where
+    F: Future<Output = R> + Send + 'static,
+    R: IntoResponse,
+{
     let cache = match resolve(config, &parts) {
         Ok(cache) => cache,
         Err(err) => {
-            tracing::error!(error = %err, "cache not found; serving uncached");
+            telemetry::error("lookup", &err);
+            telemetry::request(Outcome::Bypass);
             return handler.await.into_response();
         }
     };
@@ -78,10 +99,14 @@ where
         scopes: &scopes,
     };
 
-    let lookup = match cache.with_timeout(cache.store().lookup(page)).await {
+    let started = std::time::Instant::now();
+    let lookup = cache.with_timeout(cache.store().lookup(page)).await;
+    telemetry::lookup_took(started.elapsed());
+    let lookup = match lookup {
         Ok(lookup) => lookup,
         Err(err) => {
-            tracing::warn!(error = %err, "cache lookup failed; serving uncached");
+            telemetry::error("lookup", &err);
+            telemetry::request(Outcome::Bypass);
             return handler.await.into_response();
         }
     };
@@ -143,6 +168,7 @@ where
     } else {
         Forward::UriMiss
     };
+    telemetry::request(Outcome::Miss);
     let miss = Miss {
         cache: cache.clone(),
         config,
@@ -220,7 +246,7 @@ async fn find(cache: &Cache, lookup: &Lookup, parts: &Parts, now: SystemTime) ->
     let variant = match cache.with_timeout(cache.store().get(&variant_hash)).await {
         Ok(v) => v.filter(|v| v.vary.is_none() && usable(v, &lookup.scopes, now)),
         Err(err) => {
-            tracing::warn!(error = %err, "cache lookup failed; serving uncached");
+            telemetry::error("lookup", &err);
             None
         }
     };
@@ -273,7 +299,13 @@ enum Served {
 /// Builds the response for a stored entry, with `Age`, or a `304` when the request's
 /// validators match it.
 fn hit(cache: &Cache, entry: &Entry, parts: &Parts, served: Served) -> Response {
-    let age = entry.age_at(SystemTime::now()).as_secs();
+    let now = SystemTime::now();
+    telemetry::request(match served {
+        Served::Hit if entry.is_stale_at(now) => Outcome::Stale,
+        Served::Hit => Outcome::Hit,
+        Served::Collapsed => Outcome::Collapsed,
+    });
+    let age = entry.age_at(now).as_secs();
     let not_modified =
         is_not_modified(&parts.headers, || entry.headers.iter().map(|(n, v)| (n, v)));
     let mut response = if not_modified {
@@ -347,6 +379,7 @@ fn set_status(headers: &mut HeaderMap, value: std::fmt::Arguments<'_>) {
 
 /// A response that went around the cache, with its `Cache-Status`.
 fn forward(cache: Option<&Cache>, mut response: Response, why: Forward) -> Response {
+    telemetry::request(Outcome::Bypass);
     let name = match cache {
         Some(cache) => cache.cache_status(),
         None => crate::default_cache().cache_status(),
@@ -470,7 +503,7 @@ impl Miss {
         body: Body,
         why: Uncacheable,
     ) -> (Response, Option<Landed>) {
-        tracing::debug!(reason = why.as_str(), "response not stored");
+        telemetry::not_stored(why.as_str());
         if let Some(name) = self.cache.cache_status() {
             set_status(
                 &mut head.headers,
@@ -560,8 +593,9 @@ impl Miss {
             .map(|t| t.resolve(&self.parts))
             .collect();
         let stored = self.insert(target, entry.clone(), &tags).await;
-        if let Err(err) = &stored {
-            tracing::warn!(error = %err, "cache store failed; page served uncached");
+        match &stored {
+            Ok(()) => telemetry::stored(),
+            Err(err) => telemetry::error("store", err),
         }
         if let Some(name) = self.cache.cache_status() {
             let why = self.why.as_str();

@@ -1,0 +1,74 @@
+//! Metrics and trace events of the request path, in one place so that the names are
+//! documented once.
+//!
+//! | metric                                | kind      | labels           |
+//! |---------------------------------------|-----------|------------------|
+//! | `cache_page_requests_total`           | counter   | `outcome`: `hit`, `stale`, `miss`, `collapsed`, `bypass` |
+//! | `cache_page_stores_total`             | counter   | |
+//! | `cache_page_not_stored_total`         | counter   | `reason`: `status`, `set-cookie`, `cache-control`, … |
+//! | `cache_page_errors_total`             | counter   | `op`: `lookup`, `store`, `invalidate` |
+//! | `cache_page_invalidations_total`      | counter   | `kind`: `group`, `path`, `url`, `prefix`, `tag`, `key` |
+//! | `cache_page_lookup_duration_seconds`  | histogram | |
+//!
+//! With no `metrics` recorder installed, or without the `metrics` feature, these cost
+//! nothing; trace events cost nothing when no subscriber listens at their level.
+
+use std::time::Duration;
+
+/// How a request was answered.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Outcome {
+    Hit,
+    Stale,
+    Miss,
+    Collapsed,
+    Bypass,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Stale => "stale",
+            Outcome::Miss => "miss",
+            Outcome::Collapsed => "collapsed",
+            Outcome::Bypass => "bypass",
+        }
+    }
+}
+
+pub(crate) fn request(outcome: Outcome) {
+    tracing::trace!(outcome = outcome.as_str(), "cache-page request");
+    #[cfg(feature = "metrics")]
+    metrics::counter!("cache_page_requests_total", "outcome" => outcome.as_str()).increment(1);
+}
+
+pub(crate) fn lookup_took(took: Duration) {
+    #[cfg(feature = "metrics")]
+    metrics::histogram!("cache_page_lookup_duration_seconds").record(took.as_secs_f64());
+    let _ = took;
+}
+
+pub(crate) fn stored() {
+    tracing::debug!("cache-page stored a response");
+    #[cfg(feature = "metrics")]
+    metrics::counter!("cache_page_stores_total").increment(1);
+}
+
+pub(crate) fn not_stored(reason: &'static str) {
+    tracing::debug!(reason, "cache-page did not store a response");
+    #[cfg(feature = "metrics")]
+    metrics::counter!("cache_page_not_stored_total", "reason" => reason).increment(1);
+}
+
+pub(crate) fn error(op: &'static str, err: &crate::Error) {
+    tracing::warn!(op, error = %err, "cache-page store failed; serving uncached");
+    #[cfg(feature = "metrics")]
+    metrics::counter!("cache_page_errors_total", "op" => op).increment(1);
+}
+
+pub(crate) fn invalidated(kind: &'static str, name: &str, version: u64) {
+    tracing::debug!(kind, name, version, "cache-page invalidated");
+    #[cfg(feature = "metrics")]
+    metrics::counter!("cache_page_invalidations_total", "kind" => kind).increment(1);
+}
