@@ -8,7 +8,8 @@
 //! ```text
 //! magic "CPE" | format u8 = 1 | kind u8 (0 page, 1 vary index) | created unix-ms u64
 //! | ttl secs u32 | grace secs u32 | status u16 | scope count u8 | scope version u64 *
-//! | header count u16 | (name len u16, name, value len u32, value)* | body len u32 | body
+//! | origin len u32 | origin | header count u16 | (name len u16, name, value len u32,
+//! value)* | body len u32 | body
 //! ```
 //! All integers are big-endian. A vary index keeps the names its response varies on
 //! as headers with empty values, and an 8-byte nonce as its body.
@@ -43,6 +44,9 @@ pub struct Entry {
     pub ttl: Duration,
     /// How long after `ttl` it may still be served stale while it is refreshed.
     pub grace: Duration,
+    /// The canonical URL (`/path?query`) of the request the entry was stored for: the
+    /// path and URL whose versions `scopes` holds.
+    pub origin: String,
     /// The versions of the page's scopes (path, URL, prefix) when it was stored; the
     /// entry is valid only while they are unchanged.
     pub scopes: Vec<u64>,
@@ -78,22 +82,17 @@ impl Entry {
         self.ttl + self.grace
     }
 
-    /// A vary index for `names`, valid while `scopes` are unchanged.
-    pub fn vary_index(
-        index: VaryIndex,
-        created_ms: u64,
-        ttl: Duration,
-        grace: Duration,
-        scopes: Vec<u64>,
-    ) -> Entry {
+    /// A vary index for `index`, with the times, scopes and origin of `page`.
+    pub fn vary_index(index: VaryIndex, page: &Entry) -> Entry {
         Entry {
             status: StatusCode::OK,
             headers: Vec::new(),
             body: Bytes::new(),
-            created_ms,
-            ttl,
-            grace,
-            scopes,
+            created_ms: page.created_ms,
+            ttl: page.ttl,
+            grace: page.grace,
+            origin: page.origin.clone(),
+            scopes: page.scopes.clone(),
             vary: Some(index),
         }
     }
@@ -116,7 +115,13 @@ impl Entry {
             .map(|(n, v)| 2 + n.as_str().len() + 4 + v.len())
             .sum();
         let mut out = BytesMut::with_capacity(
-            FIXED_LEN + 8 * self.scopes.len() + headers_len + 4 + body.len(),
+            FIXED_LEN
+                + 8 * self.scopes.len()
+                + 4
+                + self.origin.len()
+                + headers_len
+                + 4
+                + body.len(),
         );
         out.put_slice(MAGIC);
         out.put_u8(FORMAT);
@@ -129,6 +134,8 @@ impl Entry {
         for v in self.scopes.iter().take(MAX_SCOPES) {
             out.put_u64(*v);
         }
+        out.put_u32(self.origin.len() as u32);
+        out.put_slice(self.origin.as_bytes());
         // The request path refuses responses with more than MAX_HEADERS headers.
         out.put_u16(headers.len().min(MAX_HEADERS) as u16);
         for (name, value) in headers.iter().take(MAX_HEADERS) {
@@ -167,6 +174,12 @@ impl Entry {
             return Err(Error::Corrupt("bad scopes"));
         }
         let scopes = (0..scope_count).map(|_| buf.get_u64()).collect();
+        let origin = take(&mut buf, 4)?;
+        let origin =
+            String::from_utf8(origin.to_vec()).map_err(|_| Error::Corrupt("bad origin"))?;
+        if buf.remaining() < 2 {
+            return Err(Error::Corrupt("truncated"));
+        }
         let count = usize::from(buf.get_u16());
         if count > MAX_HEADERS {
             return Err(Error::Corrupt("too many headers"));
@@ -197,7 +210,17 @@ impl Entry {
                 names,
                 nonce: u64::from_be_bytes(nonce),
             };
-            return Ok(Entry::vary_index(index, created_ms, ttl, grace, scopes));
+            return Ok(Entry {
+                status,
+                headers: Vec::new(),
+                body: Bytes::new(),
+                created_ms,
+                ttl,
+                grace,
+                origin,
+                scopes,
+                vary: Some(index),
+            });
         }
         Ok(Entry {
             status,
@@ -206,6 +229,7 @@ impl Entry {
             created_ms,
             ttl,
             grace,
+            origin,
             scopes,
             vary: None,
         })
@@ -262,6 +286,7 @@ mod tests {
             created_ms: 1_700_000_000_123,
             ttl: Duration::from_secs(3600),
             grace: Duration::from_secs(30),
+            origin: "/a?b=c".to_owned(),
             scopes: vec![1, u64::MAX],
             vary: None,
         }
@@ -273,7 +298,7 @@ mod tests {
             names: vec![http::header::ACCEPT_LANGUAGE, http::header::COOKIE],
             nonce: 0xdead_beef_0000_0001,
         };
-        let e = Entry::vary_index(index, 5, Duration::from_secs(9), Duration::ZERO, vec![3]);
+        let e = Entry::vary_index(index, &sample());
         assert_eq!(Entry::decode(e.encode()).unwrap(), e);
     }
 
@@ -288,6 +313,7 @@ mod tests {
         let e = Entry {
             headers: vec![],
             body: Bytes::new(),
+            origin: String::new(),
             scopes: vec![],
             ..sample()
         };
@@ -321,11 +347,15 @@ mod tests {
         assert!(Entry::decode(Bytes::from(raw)).is_err());
         // A header count of 1024 with no header bytes behind it.
         let e = Entry {
-            scopes: vec![],
+            headers: vec![],
+            body: Bytes::new(),
             ..sample()
         };
-        let mut raw = e.encode()[..FIXED_LEN].to_vec();
-        raw[FIXED_LEN - 2..].copy_from_slice(&1024u16.to_be_bytes());
+        let mut raw = e.encode().to_vec();
+        let count_at = raw.len() - 4 - 2;
+        raw.truncate(count_at);
+        raw.extend_from_slice(&1024u16.to_be_bytes());
+        raw.extend_from_slice(&0u32.to_be_bytes());
         assert!(Entry::decode(Bytes::from(raw)).is_err());
     }
 }

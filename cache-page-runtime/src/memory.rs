@@ -244,6 +244,7 @@ mod tests {
             created_ms: 0,
             ttl,
             grace: Duration::ZERO,
+            origin: String::new(),
             scopes: vec![],
             vary: None,
         })

@@ -111,7 +111,7 @@ where
         }
     };
     let now = SystemTime::now();
-    let (found, target) = match find(&cache, &lookup, &parts, now).await {
+    let (found, target) = match find(&cache, &lookup, &parts, &url, now).await {
         Found::Nothing => (
             None,
             Target {
@@ -150,6 +150,7 @@ where
                     cache: cache.clone(),
                     config,
                     parts: parts.clone(),
+                    url: url.clone(),
                     scopes: lookup.scopes,
                     why: Forward::Stale,
                 };
@@ -173,6 +174,7 @@ where
         cache: cache.clone(),
         config,
         parts,
+        url,
         scopes: lookup.scopes,
         why,
     };
@@ -225,17 +227,35 @@ struct Target {
     index: Option<(VaryIndex, String)>,
 }
 
-/// An entry is served only while the scopes it was stored under are unchanged, and
-/// while it is fresh or within its grace period.
-fn usable(entry: &Entry, scopes: &[u64], now: SystemTime) -> bool {
-    entry.scopes == scopes && entry.age_at(now) < entry.store_ttl()
+/// An entry is served only while it is fresh or within its grace period, and while
+/// its scopes are unchanged. Path and URL versions are those of the request the entry
+/// was stored for (its origin): they are compared only when this request has the same
+/// path, or the same URL, so that pages a key function shares between URLs are shared.
+/// The prefix version, past them, always applies.
+fn usable(entry: &Entry, scopes: &[u64], url: &str, now: SystemTime) -> bool {
+    if entry.age_at(now) >= entry.store_ttl() || entry.scopes.len() != scopes.len() {
+        return false;
+    }
+    let path = |u: &str| u.split_once('?').map_or(u, |(p, _)| p).len();
+    let same_path = entry.origin[..path(&entry.origin)] == url[..path(url)];
+    let same_url = entry.origin == url;
+    entry
+        .scopes
+        .iter()
+        .zip(scopes)
+        .enumerate()
+        .all(|(i, (stored, current))| match i {
+            0 => !same_path || stored == current,
+            1 => !same_url || stored == current,
+            _ => stored == current,
+        })
 }
 
-async fn find(cache: &Cache, lookup: &Lookup, parts: &Parts, now: SystemTime) -> Found {
+async fn find(cache: &Cache, lookup: &Lookup, parts: &Parts, url: &str, now: SystemTime) -> Found {
     let Some(entry) = lookup
         .entry
         .as_ref()
-        .filter(|e| usable(e, &lookup.scopes, now))
+        .filter(|e| usable(e, &lookup.scopes, url, now))
     else {
         return Found::Nothing;
     };
@@ -244,7 +264,7 @@ async fn find(cache: &Cache, lookup: &Lookup, parts: &Parts, now: SystemTime) ->
     };
     let variant_hash = variant_hash(&lookup.hash, index.nonce, &vary_values(parts, &index.names));
     let variant = match cache.with_timeout(cache.store().get(&variant_hash)).await {
-        Ok(v) => v.filter(|v| v.vary.is_none() && usable(v, &lookup.scopes, now)),
+        Ok(v) => v.filter(|v| v.vary.is_none() && usable(v, &lookup.scopes, url, now)),
         Err(err) => {
             telemetry::error("lookup", &err);
             None
@@ -399,6 +419,8 @@ struct Miss {
     cache: Cache,
     config: &'static PageConfig,
     parts: Box<Parts>,
+    /// The request's canonical URL: the origin its entry records.
+    url: String,
     scopes: Vec<u64>,
     why: Forward,
 }
@@ -472,7 +494,15 @@ impl Miss {
                 entry: Some(entry),
                 scopes: self.scopes.clone(),
             };
-            match find(&self.cache, &lookup, &self.parts, SystemTime::now()).await {
+            match find(
+                &self.cache,
+                &lookup,
+                &self.parts,
+                &self.url,
+                SystemTime::now(),
+            )
+            .await
+            {
                 Found::Page(entry)
                 | Found::Variant {
                     variant: Some(entry),
@@ -583,6 +613,7 @@ impl Miss {
             created_ms: unix_ms(now),
             ttl: Duration::from_secs(timeout),
             grace: Duration::from_secs(self.config.grace),
+            origin: self.url.clone(),
             scopes: self.scopes.clone(),
             vary: None,
         });
@@ -651,13 +682,7 @@ impl Miss {
                     index.nonce,
                     &vary_values(&self.parts, &index.names),
                 );
-                let index = Entry::vary_index(
-                    index,
-                    entry.created_ms,
-                    entry.ttl,
-                    entry.grace,
-                    entry.scopes.clone(),
-                );
+                let index = Entry::vary_index(index, &entry);
                 self.cache
                     .with_timeout(store.insert(&target.hash, Arc::new(index), tags))
                     .await?;
