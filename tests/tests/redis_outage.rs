@@ -1,0 +1,121 @@
+//! Redis failing never fails a request: pages are served uncached while Redis is
+//! down, frozen or never was up, and caching resumes once it is back.
+
+use std::time::Duration;
+
+use axum::{Extension, Router, extract::State, routing::get};
+use cache_page_runtime::{Cache, RedisStore, cache_page};
+use cache_page_tests::{Hits, RedisServer, eventually, fetch, free_port, unique_namespace};
+
+#[cache_page(timeout = 60, group = "g")]
+async fn page(State(hits): State<Hits>) -> String {
+    format!("run {}", hits.bump())
+}
+
+fn app(cache: &Cache, hits: &Hits) -> Router {
+    Router::new()
+        .route("/page", get(page))
+        .with_state(hits.clone())
+        .layer(Extension(cache.clone()))
+}
+
+/// A cache with the production defaults (store timeouts of 250 ms / 500 ms): these
+/// tests are about what happens when they run out.
+fn default_cache(url: &str, test: &str) -> Cache {
+    let store = RedisStore::builder(url)
+        .namespace(unique_namespace(test))
+        .build()
+        .expect("a valid URL");
+    Cache::new(store)
+}
+
+/// Requests the page `n` times: each is answered by the handler, none from the cache.
+async fn assert_served_uncached(app: &Router, hits: &Hits, n: usize) {
+    for _ in 0..n {
+        let before = hits.get();
+        let reply = fetch(app, "/page").await;
+        assert_eq!(
+            reply.status, 200,
+            "a request failed while Redis was unavailable"
+        );
+        assert!(!reply.is_hit());
+        assert_eq!(
+            reply.text(),
+            format!("run {}", before + 1),
+            "the handler did not answer"
+        );
+    }
+}
+
+/// Waits (at most 10 s) until the page is served from the cache again.
+async fn assert_caching_resumes(app: &Router) {
+    eventually(Duration::from_secs(10), "caching resumed", async || {
+        let reply = fetch(app, "/page").await;
+        assert_eq!(reply.status, 200);
+        reply.is_hit()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn requests_are_answered_while_redis_is_stopped() {
+    let Some(mut server) =
+        RedisServer::start_private("requests_are_answered_while_redis_is_stopped")
+    else {
+        return;
+    };
+    let cache = default_cache(server.url(), "stopped");
+    let hits = Hits::new();
+    let app = app(&cache, &hits);
+    assert_eq!(fetch(&app, "/page").await.text(), "run 1");
+    assert!(fetch(&app, "/page").await.is_hit());
+
+    server.stop();
+    assert_served_uncached(&app, &hits, 3).await;
+    assert!(
+        cache.invalidate_group("g").await.is_err(),
+        "an invalidation that did not happen said Ok"
+    );
+
+    server.restart();
+    assert_caching_resumes(&app).await;
+    cache
+        .invalidate_group("g")
+        .await
+        .expect("invalidations work again");
+}
+
+#[tokio::test]
+async fn requests_are_answered_when_redis_is_down_at_start() {
+    // Nothing listens on a port the OS just handed out and took back.
+    let url = format!("redis://127.0.0.1:{}/", free_port());
+    let cache = default_cache(&url, "down_at_start");
+    let hits = Hits::new();
+    let app = app(&cache, &hits);
+    assert_served_uncached(&app, &hits, 3).await;
+    assert!(cache.invalidate_group("g").await.is_err());
+}
+
+#[tokio::test]
+async fn requests_are_answered_while_redis_is_frozen() {
+    let Some(server) = RedisServer::start_private("requests_are_answered_while_redis_is_frozen")
+    else {
+        return;
+    };
+    let cache = default_cache(server.url(), "frozen");
+    let hits = Hits::new();
+    let app = app(&cache, &hits);
+    assert_eq!(fetch(&app, "/page").await.text(), "run 1");
+    assert!(fetch(&app, "/page").await.is_hit());
+
+    // SIGSTOP: the connection stays open and no command is answered.
+    server.freeze();
+    assert_served_uncached(&app, &hits, 2).await;
+    assert!(
+        cache.invalidate_group("g").await.is_err(),
+        "an invalidation that did not happen said Ok"
+    );
+
+    server.resume();
+    assert_caching_resumes(&app).await;
+}

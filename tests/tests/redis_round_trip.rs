@@ -1,0 +1,85 @@
+//! A hit costs one round trip to Redis: the versions and the entry are read in one
+//! pipeline (`MGET` + `GET`), counted with `INFO commandstats` on a server of its own.
+
+use std::collections::BTreeMap;
+
+use axum::{Extension, Router, extract::State, routing::get};
+use cache_page_runtime::cache_page;
+use cache_page_tests::{Hits, RedisServer, fetch};
+
+#[cache_page(timeout = 60, group = "g", group = "h")]
+async fn grouped(State(hits): State<Hits>) -> String {
+    format!("run {}", hits.bump())
+}
+
+#[cache_page(timeout = 60)]
+async fn ungrouped(State(hits): State<Hits>) -> String {
+    format!("run {}", hits.bump())
+}
+
+const N: u64 = 20;
+
+/// The commands that `f` made the server run (`INFO` itself left out), with counts.
+async fn commands_during(server: &RedisServer, f: impl AsyncFnOnce()) -> BTreeMap<String, u64> {
+    let mut cli = server.cli().await;
+    let before = cli.command_calls().await;
+    f().await;
+    let after = cli.command_calls().await;
+    after
+        .into_iter()
+        .filter(|(name, _)| name != "info")
+        .filter_map(|(name, calls)| {
+            let grown = calls - before.get(&name).copied().unwrap_or(0);
+            (grown > 0).then_some((name, grown))
+        })
+        .collect()
+}
+
+async fn n_hits(server: &RedisServer, uri: &str) -> BTreeMap<String, u64> {
+    let hits = Hits::new();
+    let app = Router::new()
+        .route("/grouped", get(grouped))
+        .route("/ungrouped", get(ungrouped))
+        .with_state(hits.clone())
+        .layer(Extension(server.cache(uri)));
+    // Warm-up: the miss stores the page, the first hit teaches the process the versions.
+    fetch(&app, uri).await;
+    assert!(fetch(&app, uri).await.is_hit());
+    let commands = commands_during(server, async || {
+        for _ in 0..N {
+            assert!(fetch(&app, uri).await.is_hit());
+        }
+    })
+    .await;
+    assert_eq!(hits.get(), 1);
+    commands
+}
+
+#[tokio::test]
+async fn a_hit_on_a_grouped_page_is_one_mget_and_one_get() {
+    let Some(server) =
+        RedisServer::start_private("a_hit_on_a_grouped_page_is_one_mget_and_one_get")
+    else {
+        return;
+    };
+    let commands = n_hits(&server, "/grouped").await;
+    let expected = BTreeMap::from([("get".to_owned(), N), ("mget".to_owned(), N)]);
+    assert_eq!(
+        commands, expected,
+        "commands run for {N} hits on a grouped page"
+    );
+}
+
+#[tokio::test]
+async fn a_hit_on_an_ungrouped_page_is_one_get_and_at_most_one_mget() {
+    let Some(server) =
+        RedisServer::start_private("a_hit_on_an_ungrouped_page_is_one_get_and_at_most_one_mget")
+    else {
+        return;
+    };
+    let mut commands = n_hits(&server, "/ungrouped").await;
+    assert_eq!(commands.remove("get"), Some(N), "one GET per hit");
+    let mget = commands.remove("mget").unwrap_or(0);
+    assert!(mget == 0 || mget == N, "{mget} MGETs for {N} hits");
+    assert!(commands.is_empty(), "other commands on hits: {commands:?}");
+}
