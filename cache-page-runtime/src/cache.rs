@@ -11,6 +11,7 @@ use http::request::Parts;
 
 use crate::{
     Error, MemoryStore, PageConfig, Store,
+    breaker::{Admit, Breaker},
     flight::Flights,
     key::canonical_url,
     store::{PageKey, Version},
@@ -46,6 +47,7 @@ struct Inner {
     store: Arc<dyn Store>,
     settings: Settings,
     flights: Arc<Flights>,
+    breaker: Breaker,
 }
 
 #[derive(Clone, Debug)]
@@ -56,6 +58,8 @@ struct Settings {
     single_flight: bool,
     coalesce_wait: Duration,
     lock_wait: Option<Duration>,
+    breaker_threshold: u32,
+    breaker_cooldown: Duration,
 }
 
 /// Builds a [`Cache`].
@@ -90,6 +94,8 @@ impl Cache {
                 single_flight: true,
                 coalesce_wait: Duration::from_secs(10),
                 lock_wait: None,
+                breaker_threshold: 3,
+                breaker_cooldown: Duration::from_secs(2),
             },
         }
     }
@@ -253,6 +259,29 @@ impl Cache {
             .await
     }
 
+    /// Whether the store is taken to be reachable: `false` while the circuit breaker
+    /// is open after repeated failures (requests are then served uncached without
+    /// calling the store).
+    pub fn is_available(&self) -> bool {
+        !self.inner.breaker.is_open()
+    }
+
+    /// A store call on the request path: refused at once while the circuit breaker
+    /// is open, bounded by the timeout, and counted by the breaker.
+    pub(crate) async fn guarded<T>(
+        &self,
+        fut: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let admit = self.inner.breaker.admit();
+        if admit == Admit::No {
+            return Err(Error::Unavailable);
+        }
+        let result = self.with_timeout(fut).await;
+        let failed = matches!(&result, Err(err) if !matches!(err, Error::Corrupt(_)));
+        self.inner.breaker.record(admit, !failed);
+        result
+    }
+
     pub(crate) async fn with_timeout<T>(
         &self,
         fut: impl Future<Output = Result<T, Error>>,
@@ -298,6 +327,15 @@ impl CacheBuilder {
         self
     }
 
+    /// After `failures` consecutive store failures or timeouts on the request path,
+    /// stop calling the store for `cooldown` and serve uncached at once; then let one
+    /// request probe it (default 3 failures, 2 s).
+    pub fn circuit_breaker(mut self, failures: u32, cooldown: Duration) -> Self {
+        self.settings.breaker_threshold = failures;
+        self.settings.breaker_cooldown = cooldown;
+        self
+    }
+
     /// Turns on a lock in the store, so that concurrent misses of one page run its
     /// handler at most once per `wait` across every instance sharing the store (as
     /// nginx's `proxy_cache_lock`). A miss that finds the lock taken polls for the
@@ -312,6 +350,10 @@ impl CacheBuilder {
         Cache {
             inner: Arc::new(Inner {
                 store: self.store,
+                breaker: Breaker::new(
+                    self.settings.breaker_threshold,
+                    self.settings.breaker_cooldown,
+                ),
                 settings: self.settings,
                 flights: Arc::default(),
             }),

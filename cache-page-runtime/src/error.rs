@@ -20,6 +20,11 @@ pub enum Error {
     #[error("cache store did not answer within {0:?}")]
     Timeout(Duration),
 
+    /// The store failed repeatedly and its circuit breaker is open: it is not called
+    /// until the cooldown has passed.
+    #[error("cache store unavailable (circuit breaker open)")]
+    Unavailable,
+
     /// A default cache was installed already; it is installed once, at start-up.
     #[error("a default cache is already installed")]
     AlreadyInstalled,

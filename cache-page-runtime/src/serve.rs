@@ -100,14 +100,24 @@ where
     };
 
     let started = std::time::Instant::now();
-    let lookup = cache.with_timeout(cache.store().lookup(page)).await;
+    let lookup = cache.guarded(cache.store().lookup(page)).await;
     telemetry::lookup_took(started.elapsed());
     let lookup = match lookup {
         Ok(lookup) => lookup,
         Err(err) => {
             telemetry::error("lookup", &err);
-            telemetry::request(Outcome::Bypass);
-            return handler.await.into_response();
+            let mut response = handler.await.into_response();
+            if let Some(name) = cache.cache_status() {
+                let detail = match err {
+                    Error::Unavailable => "store-unavailable",
+                    _ => "store-error",
+                };
+                set_status(
+                    response.headers_mut(),
+                    format_args!("{name}; fwd=uri-miss; detail={detail}"),
+                );
+            }
+            return response;
         }
     };
     let now = SystemTime::now();
@@ -263,7 +273,7 @@ async fn find(cache: &Cache, lookup: &Lookup, parts: &Parts, url: &str, now: Sys
         return Found::Page(entry.clone());
     };
     let variant_hash = variant_hash(&lookup.hash, index.nonce, &vary_values(parts, &index.names));
-    let variant = match cache.with_timeout(cache.store().get(&variant_hash)).await {
+    let variant = match cache.guarded(cache.store().get(&variant_hash)).await {
         Ok(v) => v.filter(|v| v.vary.is_none() && usable(v, &lookup.scopes, url, now)),
         Err(err) => {
             telemetry::error("lookup", &err);
@@ -448,16 +458,12 @@ impl Miss {
             return self.run(target, handler).await;
         };
         let store = self.cache.store();
-        match self
-            .cache
-            .with_timeout(store.lock(&target.hash, wait))
-            .await
-        {
+        match self.cache.guarded(store.lock(&target.hash, wait)).await {
             Ok(true) => {
                 let cache = self.cache.clone();
                 let hash = target.hash.clone();
                 let out = self.run(target, handler).await;
-                if let Err(err) = cache.with_timeout(cache.store().unlock(&hash)).await {
+                if let Err(err) = cache.guarded(cache.store().unlock(&hash)).await {
                     tracing::debug!(error = %err, "cache lock not released; it will expire");
                 }
                 out
@@ -486,7 +492,7 @@ impl Miss {
             pause = (pause * 2).min(Duration::from_millis(50));
             let entry = self
                 .cache
-                .with_timeout(self.cache.store().get(hash))
+                .guarded(self.cache.store().get(hash))
                 .await
                 .ok()??;
             let lookup = Lookup {
@@ -667,7 +673,7 @@ impl Miss {
         if names.is_empty() {
             return self
                 .cache
-                .with_timeout(store.insert(&target.hash, entry, tags))
+                .guarded(store.insert(&target.hash, entry, tags))
                 .await;
         }
         let variant = match target.index {
@@ -684,13 +690,13 @@ impl Miss {
                 );
                 let index = Entry::vary_index(index, &entry);
                 self.cache
-                    .with_timeout(store.insert(&target.hash, Arc::new(index), tags))
+                    .guarded(store.insert(&target.hash, Arc::new(index), tags))
                     .await?;
                 variant
             }
         };
         self.cache
-            .with_timeout(store.insert(&variant, entry, tags))
+            .guarded(store.insert(&variant, entry, tags))
             .await
     }
 }

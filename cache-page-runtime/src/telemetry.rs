@@ -9,6 +9,7 @@
 //! | `cache_page_errors_total`             | counter   | `op`: `lookup`, `store`, `invalidate` |
 //! | `cache_page_invalidations_total`      | counter   | `kind`: `group`, `path`, `url`, `prefix`, `tag`, `key` |
 //! | `cache_page_lookup_duration_seconds`  | histogram | |
+//! | `cache_page_circuit_open`             | gauge     | 1 while the store's circuit breaker is open |
 //!
 //! With no `metrics` recorder installed, or without the `metrics` feature, these cost
 //! nothing; trace events cost nothing when no subscriber listens at their level.
@@ -62,7 +63,10 @@ pub(crate) fn not_stored(reason: &'static str) {
 }
 
 pub(crate) fn error(op: &'static str, err: &crate::Error) {
-    tracing::warn!(op, error = %err, "cache-page store failed; serving uncached");
+    // While the breaker is open the store is not called; the breaker logged that once.
+    if !matches!(err, crate::Error::Unavailable) {
+        tracing::warn!(op, error = %err, "cache-page store failed; serving uncached");
+    }
     #[cfg(feature = "metrics")]
     metrics::counter!("cache_page_errors_total", "op" => op).increment(1);
 }
@@ -71,4 +75,10 @@ pub(crate) fn invalidated(kind: &'static str, name: &str, version: u64) {
     tracing::debug!(kind, name, version, "cache-page invalidated");
     #[cfg(feature = "metrics")]
     metrics::counter!("cache_page_invalidations_total", "kind" => kind).increment(1);
+}
+
+pub(crate) fn circuit(open: bool) {
+    #[cfg(feature = "metrics")]
+    metrics::gauge!("cache_page_circuit_open").set(if open { 1.0 } else { 0.0 });
+    let _ = open;
 }
