@@ -26,10 +26,28 @@ pub(crate) struct Landed {
 
 type Outcome = Option<Option<Landed>>;
 
-/// The flights under way, by page hash.
-#[derive(Debug, Default)]
+/// The flights under way, by page hash, and what the last ones landed.
+///
+/// A request whose lookup started before a flight stored its entry, but which asks to
+/// join after the flight ended, would start a second flight and run the handler again.
+/// `recent` keeps what flights landed for a few seconds, so that such a request is
+/// served what was just stored instead.
+#[derive(Debug)]
 pub(crate) struct Flights {
     map: Mutex<HashMap<String, watch::Receiver<Outcome>>>,
+    recent: moka::sync::Cache<String, Landed>,
+}
+
+impl Default for Flights {
+    fn default() -> Self {
+        Flights {
+            map: Mutex::default(),
+            recent: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(5))
+                .build(),
+        }
+    }
 }
 
 pub(crate) enum Join {
@@ -62,6 +80,11 @@ impl Flights {
         })
     }
 
+    /// What the last flight for `key` landed, if it ended in the last few seconds.
+    pub(crate) fn recent(&self, key: &str) -> Option<Landed> {
+        self.recent.get(key)
+    }
+
     /// Number of flights under way (for tests and metrics).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
@@ -72,6 +95,9 @@ impl Flights {
 impl Leader {
     /// Tells the followers what was stored (`None`: nothing they may use).
     pub(crate) fn land(self, landed: Option<Landed>) {
+        if let Some(landed) = &landed {
+            self.flights.recent.insert(self.key.clone(), landed.clone());
+        }
         self.tx.send_replace(Some(landed));
     }
 }
@@ -88,14 +114,24 @@ impl Drop for Leader {
     }
 }
 
+/// What a follower's wait ended with.
+#[derive(Debug)]
+pub(crate) enum Waited {
+    /// The leader finished: what it stored (`None`: nothing followers may use).
+    Landed(Option<Landed>),
+    /// The leader went away without finishing (it panicked or was cancelled).
+    LeaderGone,
+    /// The wait ran out.
+    TimedOut,
+}
+
 impl Follower {
-    /// Waits at most `wait` for the leader. `None` when the leader stored nothing
-    /// usable, failed, or took too long.
-    pub(crate) async fn wait(mut self, wait: Duration) -> Option<Landed> {
-        let landed = tokio::time::timeout(wait, self.0.wait_for(Option::is_some)).await;
-        match landed {
-            Ok(Ok(outcome)) => outcome.clone().flatten(),
-            _ => None,
+    /// Waits at most `wait` for the leader.
+    pub(crate) async fn wait(mut self, wait: Duration) -> Waited {
+        match tokio::time::timeout(wait, self.0.wait_for(Option::is_some)).await {
+            Ok(Ok(outcome)) => Waited::Landed(outcome.clone().flatten()),
+            Ok(Err(_)) => Waited::LeaderGone,
+            Err(_) => Waited::TimedOut,
         }
     }
 }
@@ -115,7 +151,7 @@ mod tests {
         };
         let waiting = tokio::spawn(follower.wait(Duration::from_secs(10)));
         leader.land(None);
-        assert!(waiting.await.unwrap().is_none());
+        assert!(matches!(waiting.await.unwrap(), Waited::Landed(None)));
         assert_eq!(flights.len(), 0);
         assert!(matches!(flights.join("k"), Join::Leader(_)));
     }
@@ -131,7 +167,7 @@ mod tests {
         };
         let waiting = tokio::spawn(follower.wait(Duration::from_secs(3600)));
         drop(leader); // a panic or a cancelled request
-        assert!(waiting.await.unwrap().is_none());
+        assert!(matches!(waiting.await.unwrap(), Waited::LeaderGone));
         assert_eq!(flights.len(), 0);
     }
 }

@@ -13,7 +13,13 @@
 //! | `<ns>:tag:<tag>`          | set of page hashes | the longest page in it |
 //! | `<ns>:lock:<md5 hex>`     | string  | the lock wait (only with `lock_across_instances`) |
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
 use moka::sync::Cache as Moka;
@@ -31,7 +37,7 @@ use crate::{
 /// Moves a version on in one command: `INCR` when it holds a number, otherwise a
 /// fresh seed (never `INCR` from nothing, which would start again at 1 and could reach
 /// entries invalidated long ago). `ARGV[2]`, when not 0, is the key's TTL.
-const BUMP: &str = r"
+pub(crate) const BUMP: &str = r"
 local v
 if tonumber(redis.call('GET', KEYS[1])) then
   v = redis.call('INCR', KEYS[1])
@@ -47,7 +53,7 @@ return v
 
 /// Most group versions remembered per process (the guesses that make a hit one
 /// round trip); a forgotten one only costs a second round trip.
-const REMEMBERED_GROUPS: u64 = 100_000;
+pub(crate) const REMEMBERED_GROUPS: u64 = 100_000;
 
 /// The Redis store.
 ///
@@ -80,6 +86,8 @@ pub struct RedisStore {
     /// The last version this process saw of each group.
     seen: Moka<String, u64>,
     bump: Arc<Script>,
+    pipelined_hits: bool,
+    round_trips: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -97,6 +105,7 @@ pub struct RedisStoreBuilder {
     namespace: String,
     connect_timeout: Duration,
     command_timeout: Duration,
+    pipelined_hits: bool,
 }
 
 impl RedisStore {
@@ -115,6 +124,7 @@ impl RedisStore {
             namespace: "cache-page".to_owned(),
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_millis(250),
+            pipelined_hits: true,
         }
     }
 
@@ -144,6 +154,17 @@ impl RedisStore {
         format!("{}:lock:{}", self.namespace, hash)
     }
 
+    /// The number of round trips to Redis this store (and its clones) made: each
+    /// command or pipeline sent counts one. A hit costs one.
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
+    fn trip(&self) -> ConnectionManager {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        self.conn.clone()
+    }
+
     /// A clone of the underlying connection, for commands of your own.
     pub fn connection(&self) -> ConnectionManager {
         self.conn.clone()
@@ -165,9 +186,10 @@ impl RedisStore {
     /// ones in one more round trip.
     async fn read_versions(&self, page: PageKey<'_>) -> Result<Vec<u64>, Error> {
         let keys = self.version_keys(page);
-        let mut conn = self.conn.clone();
-        let raw: Vec<Option<Vec<u8>>> =
-            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        let raw: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut self.trip())
+            .await?;
         let mut versions: Vec<Option<u64>> = raw
             .iter()
             .map(|r| r.as_deref().and_then(parse_version))
@@ -193,7 +215,7 @@ impl RedisStore {
                 set.ignore();
                 pipe.cmd("GET").arg(&keys[i]);
             }
-            let seeded: Vec<Option<Vec<u8>>> = pipe.query_async(&mut conn).await?;
+            let seeded: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.trip()).await?;
             for (&i, raw) in missing.iter().zip(seeded) {
                 versions[i] = raw.as_deref().and_then(parse_version);
             }
@@ -239,6 +261,15 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Whether a lookup pipelines the version reads with the entry read at the
+    /// versions last seen (default `true`: one round trip per hit). `false` reads the
+    /// versions, then the entry: two round trips, the seed package's design, kept for
+    /// comparison in benchmarks and tests.
+    pub fn pipelined_hits(mut self, on: bool) -> Self {
+        self.pipelined_hits = on;
+        self
+    }
+
     /// Builds the store. The connection is made on first use and re-made after
     /// failures, so this fails only on a malformed URL.
     pub fn build(self) -> Result<RedisStore, Error> {
@@ -255,16 +286,18 @@ impl RedisStoreBuilder {
             namespace: self.namespace.into(),
             seen: Moka::new(REMEMBERED_GROUPS),
             bump: Arc::new(Script::new(BUMP)),
+            pipelined_hits: self.pipelined_hits,
+            round_trips: Arc::default(),
         })
     }
 }
 
-fn parse_version(raw: &[u8]) -> Option<u64> {
+pub(crate) fn parse_version(raw: &[u8]) -> Option<u64> {
     std::str::from_utf8(raw).ok()?.parse().ok()
 }
 
 /// A damaged or foreign value reads as a miss; the next store overwrites it.
-fn decode(raw: Option<Vec<u8>>) -> Option<Arc<Entry>> {
+pub(crate) fn decode(raw: Option<Vec<u8>>) -> Option<Arc<Entry>> {
     let raw = raw?;
     match Entry::decode(Bytes::from(raw)) {
         Ok(entry) => Some(Arc::new(entry)),
@@ -279,23 +312,23 @@ impl Store for RedisStore {
     fn lookup<'a>(&'a self, page: PageKey<'a>) -> BoxFuture<'a, Result<Lookup, Error>> {
         Box::pin(async move {
             let n = page.groups.len();
-            if let Some(guess) = self.guess(page.groups) {
+            if let Some(guess) = self.guess(page.groups).filter(|_| self.pipelined_hits) {
                 // One round trip: every version, and the entry at the guessed ones.
                 let hash = Self::hash(page, &guess);
-                let mut conn = self.conn.clone();
                 let mut pipe = redis::pipe();
                 let keys = self.version_keys(page);
                 if !keys.is_empty() {
                     pipe.cmd("MGET").arg(&keys);
                 }
                 pipe.cmd("GET").arg(self.page_key(&hash));
-                let (raw_versions, raw_entry): (Vec<Option<Vec<u8>>>, Option<Vec<u8>>) =
-                    if keys.is_empty() {
-                        let (entry,): (Option<Vec<u8>>,) = pipe.query_async(&mut conn).await?;
-                        (Vec::new(), entry)
-                    } else {
-                        pipe.query_async(&mut conn).await?
-                    };
+                let (raw_versions, raw_entry): (Vec<Option<Vec<u8>>>, Option<Vec<u8>>) = if keys
+                    .is_empty()
+                {
+                    let (entry,): (Option<Vec<u8>>,) = pipe.query_async(&mut self.trip()).await?;
+                    (Vec::new(), entry)
+                } else {
+                    pipe.query_async(&mut self.trip()).await?
+                };
                 let current: Option<Vec<u64>> = raw_versions
                     .iter()
                     .map(|r| r.as_deref().and_then(parse_version))
@@ -326,8 +359,7 @@ impl Store for RedisStore {
 
     fn get<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<Arc<Entry>>, Error>> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
-            let raw: Option<Vec<u8>> = conn.get(self.page_key(hash)).await?;
+            let raw: Option<Vec<u8>> = self.trip().get(self.page_key(hash)).await?;
             Ok(decode(raw))
         })
     }
@@ -339,7 +371,6 @@ impl Store for RedisStore {
         tags: &'a [String],
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
             let secs = entry.store_ttl().as_secs().max(1);
             let mut pipe = redis::pipe();
             pipe.cmd("SET")
@@ -355,28 +386,26 @@ impl Store for RedisStore {
                 pipe.cmd("EXPIRE").arg(&key).arg(secs).arg("NX").ignore();
                 pipe.cmd("EXPIRE").arg(&key).arg(secs).arg("GT").ignore();
             }
-            let () = pipe.query_async(&mut conn).await?;
+            let () = pipe.query_async(&mut self.trip()).await?;
             Ok(())
         })
     }
 
     fn remove<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
-            let n: u64 = conn.del(self.page_key(hash)).await?;
+            let n: u64 = self.trip().del(self.page_key(hash)).await?;
             Ok(n > 0)
         })
     }
 
     fn bump<'a>(&'a self, version: Version<'a>) -> BoxFuture<'a, Result<u64, Error>> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
             let v: u64 = self
                 .bump
                 .key(self.version_key(version))
                 .arg(version_seed())
                 .arg(version.ttl().map_or(0, |t| t.as_secs()))
-                .invoke_async(&mut conn)
+                .invoke_async(&mut self.trip())
                 .await?;
             if let Version::Group(g) = version {
                 self.seen.insert(g.to_owned(), v);
@@ -404,7 +433,6 @@ impl Store for RedisStore {
 
     fn lock<'a>(&'a self, hash: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
             let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
             let set: Option<String> = redis::cmd("SET")
                 .arg(self.lock_key(hash))
@@ -412,7 +440,7 @@ impl Store for RedisStore {
                 .arg("NX")
                 .arg("PX")
                 .arg(ms)
-                .query_async(&mut conn)
+                .query_async(&mut self.trip())
                 .await?;
             Ok(set.is_some())
         })
@@ -420,17 +448,15 @@ impl Store for RedisStore {
 
     fn unlock<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
-            let _: u64 = conn.del(self.lock_key(hash)).await?;
+            let _: u64 = self.trip().del(self.lock_key(hash)).await?;
             Ok(())
         })
     }
 
     fn delete_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
             let key = self.tag_key(tag);
-            let hashes: Vec<String> = conn.smembers(&key).await?;
+            let hashes: Vec<String> = self.trip().smembers(&key).await?;
             if hashes.is_empty() {
                 return Ok(0);
             }
@@ -443,7 +469,7 @@ impl Store for RedisStore {
                 .arg(&key)
                 .arg(&hashes)
                 .ignore()
-                .query_async(&mut conn)
+                .query_async(&mut self.trip())
                 .await?;
             Ok(deleted)
         })

@@ -22,7 +22,7 @@ use tracing::Instrument as _;
 use crate::{
     Cache, Entry, Error, PageConfig,
     entry::{VaryIndex, unix_ms},
-    flight::{Join, Landed},
+    flight::{Join, Landed, Waited},
     key::{canonical_url, digest, variant_hash},
     policy::{self, Uncacheable},
     request::{CacheRequest, Capture, Forward},
@@ -191,19 +191,35 @@ where
     if !cache.single_flight() || refresh {
         return miss.run(target, handler).await.0;
     }
-    match cache.flights().join(&target.hash) {
-        Join::Leader(leader) => {
-            let (response, landed) = miss.lead(target, handler).await;
-            leader.land(landed);
-            response
-        }
-        Join::Follower(follower) => {
-            if let Some(landed) = follower.wait(cache.coalesce_wait()).await
-                && landed.matches(&miss.parts)
-            {
-                return hit(&cache, &landed.entry, &miss.parts, Served::Collapsed);
+    // A follower whose leader went away (a panic, a cancelled request) joins again, so
+    // that one of the followers leads the next attempt; after a few, it runs alone.
+    let mut join = cache.flights().join(&target.hash);
+    let mut rejoins = 0;
+    loop {
+        match join {
+            Join::Leader(leader) => {
+                // A flight for this page may have landed after this request's lookup.
+                if let Some(landed) = cache.flights().recent(&target.hash)
+                    && miss.may_serve(&landed)
+                {
+                    let response = hit(&cache, &landed.entry, &miss.parts, Served::Collapsed);
+                    leader.land(Some(landed));
+                    return response;
+                }
+                let (response, landed) = miss.lead(target, handler).await;
+                leader.land(landed);
+                return response;
             }
-            miss.run(target, handler).await.0
+            Join::Follower(follower) => match follower.wait(cache.coalesce_wait()).await {
+                Waited::Landed(Some(landed)) if miss.may_serve(&landed) => {
+                    return hit(&cache, &landed.entry, &miss.parts, Served::Collapsed);
+                }
+                Waited::LeaderGone if rejoins < 3 => {
+                    rejoins += 1;
+                    join = cache.flights().join(&target.hash);
+                }
+                _ => return miss.run(target, handler).await.0,
+            },
         }
     }
 }
@@ -305,8 +321,8 @@ fn vary_values<'a>(parts: &Parts, names: &'a [HeaderName]) -> Vec<(&'a str, Opti
 }
 
 impl Landed {
-    /// Whether a follower's request may be served what the leader stored: the same
-    /// values of the headers the response varies on.
+    /// Whether a request with `parts` has the values of the headers the response
+    /// varies on that the leader's request had.
     fn matches(&self, parts: &Parts) -> bool {
         let values = vary_values(parts, &self.names);
         values.len() == self.values.len()
@@ -462,7 +478,15 @@ impl Miss {
             Ok(true) => {
                 let cache = self.cache.clone();
                 let hash = target.hash.clone();
-                let out = self.run(target, handler).await;
+                // Another instance may have stored the page and released the lock
+                // between this request's lookup and its taking the lock.
+                let out = match self.stored_entry(&hash).await {
+                    Some(entry) => {
+                        let response = hit(&self.cache, &entry, &self.parts, Served::Collapsed);
+                        (response, Some(self.landed(entry)))
+                    }
+                    None => self.run(target, handler).await,
+                };
                 if let Err(err) = cache.guarded(cache.store().unlock(&hash)).await {
                     tracing::debug!(error = %err, "cache lock not released; it will expire");
                 }
@@ -490,34 +514,44 @@ impl Miss {
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(50));
-            let entry = self
-                .cache
-                .guarded(self.cache.store().get(hash))
-                .await
-                .ok()??;
-            let lookup = Lookup {
-                hash: hash.to_owned(),
-                entry: Some(entry),
-                scopes: self.scopes.clone(),
-            };
-            match find(
-                &self.cache,
-                &lookup,
-                &self.parts,
-                &self.url,
-                SystemTime::now(),
-            )
-            .await
-            {
-                Found::Page(entry)
-                | Found::Variant {
-                    variant: Some(entry),
-                    ..
-                } => return Some(entry),
-                _ => {}
+            if let Some(entry) = self.stored_entry(hash).await {
+                return Some(entry);
             }
         }
         None
+    }
+
+    /// The entry now stored for this request's page, if it may be served.
+    async fn stored_entry(&self, hash: &str) -> Option<Arc<Entry>> {
+        let entry = self
+            .cache
+            .guarded(self.cache.store().get(hash))
+            .await
+            .ok()??;
+        let lookup = Lookup {
+            hash: hash.to_owned(),
+            entry: Some(entry),
+            scopes: self.scopes.clone(),
+        };
+        let now = SystemTime::now();
+        match find(&self.cache, &lookup, &self.parts, &self.url, now).await {
+            Found::Page(entry)
+            | Found::Variant {
+                variant: Some(entry),
+                ..
+            } if !entry.is_stale_at(now) => Some(entry),
+            _ => None,
+        }
+    }
+
+    /// Whether this request may be served what another one stored: the same values of
+    /// the headers it varies on, and fresh under this request's scope versions (so a
+    /// request that started after an invalidation is never served a page from before).
+    fn may_serve(&self, landed: &Landed) -> bool {
+        let now = SystemTime::now();
+        landed.matches(&self.parts)
+            && usable(&landed.entry, &self.scopes, &self.url, now)
+            && !landed.entry.is_stale_at(now)
     }
 
     fn landed(&self, entry: Arc<Entry>) -> Landed {

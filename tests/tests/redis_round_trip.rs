@@ -83,3 +83,41 @@ async fn a_hit_on_an_ungrouped_page_is_one_get_and_at_most_one_mget() {
     assert!(mget == 0 || mget == N, "{mget} MGETs for {N} hits");
     assert!(commands.is_empty(), "other commands on hits: {commands:?}");
 }
+
+/// Round trips counted by the store itself (each command or pipeline sent is one):
+/// `INFO commandstats` counts commands, not how many trips they took.
+async fn round_trips_for_n_hits(pipelined: bool) -> u64 {
+    let server = RedisServer::start();
+    let store = server.store("round_trips");
+    let store = cache_page_runtime::RedisStore::builder(server.url())
+        .namespace(store.namespace().to_owned())
+        .command_timeout(std::time::Duration::from_secs(5))
+        .pipelined_hits(pipelined)
+        .build()
+        .expect("a valid URL");
+    let hits = Hits::new();
+    let app = Router::new()
+        .route("/grouped", get(grouped))
+        .with_state(hits.clone())
+        .layer(Extension(cache_page_tests::patient_cache(store.clone())));
+    fetch(&app, "/grouped").await;
+    assert!(fetch(&app, "/grouped").await.is_hit());
+    let before = store.round_trips();
+    for _ in 0..N {
+        assert!(fetch(&app, "/grouped").await.is_hit());
+    }
+    assert_eq!(hits.get(), 1);
+    store.round_trips() - before
+}
+
+#[tokio::test]
+async fn a_hit_with_two_groups_costs_one_round_trip() {
+    assert_eq!(round_trips_for_n_hits(true).await, N);
+}
+
+/// Without the pipelined lookup (the seed's design: versions, then entry) the same
+/// hits cost two round trips each, so the test above would fail without the feature.
+#[tokio::test]
+async fn the_version_then_entry_design_costs_two_round_trips_per_hit() {
+    assert_eq!(round_trips_for_n_hits(false).await, 2 * N);
+}
