@@ -19,7 +19,9 @@ use axum::{
 use cache_page_runtime::{cache_page, keys::path_key};
 
 fn now() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }
 
 /// Cached for a minute, in the group `pages`.

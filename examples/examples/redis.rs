@@ -22,7 +22,9 @@ use cache_page_runtime::{Cache, RedisStore, cache_page, keys};
 use serde::Deserialize;
 
 fn now() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }
 
 #[derive(Deserialize)]
@@ -33,7 +35,11 @@ struct Listing {
 /// One page per `?page=`; other query parameters (tracking tags) do not split it.
 #[cache_page(timeout = 300, key = keys::query_params(&["page"]), group = "products")]
 async fn products(Query(q): Query<Listing>) -> String {
-    format!("products, page {}, rendered at {} ms\n", q.page.unwrap_or(1), now())
+    format!(
+        "products, page {}, rendered at {} ms\n",
+        q.page.unwrap_or(1),
+        now()
+    )
 }
 
 #[cache_page(timeout = 300, key = keys::path_key, group = "products")]
@@ -43,10 +49,12 @@ async fn product(Path(id): Path<u32>) -> String {
 
 /// Invalidates a group: one Redis command, however many pages it has.
 async fn invalidate(Path(group): Path<String>) -> Result<String, StatusCode> {
-    cache_page_runtime::invalidate_group(&group).await.map_err(|err| {
-        tracing::error!(error = %err, "invalidation failed");
-        StatusCode::SERVICE_UNAVAILABLE
-    })?;
+    cache_page_runtime::invalidate_group(&group)
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "invalidation failed");
+            StatusCode::SERVICE_UNAVAILABLE
+        })?;
     Ok(format!("group `{group}` invalidated\n"))
 }
 
