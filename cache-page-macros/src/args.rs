@@ -13,7 +13,7 @@
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use syn::{
-    Expr, ExprLit, Lit, LitInt, LitStr, Path, UnOp,
+    Expr, ExprLit, Lit, LitBool, LitInt, LitStr, Path, UnOp,
     ext::IdentExt as _,
     meta::ParseNestedMeta,
     parse::{ParseStream, Parser as _},
@@ -36,6 +36,16 @@ pub(crate) struct Args {
     pub(crate) prefix: Option<Part>,
     /// `store = "name"`.
     pub(crate) store: Option<LitStr>,
+    /// `statuses = [200, 404]`: the statuses stored.
+    pub(crate) statuses: Option<Vec<LitInt>>,
+    /// `only_if = <fn>`: a predicate on the request.
+    pub(crate) only_if: Option<Expr>,
+    /// `authorized = true`: cache requests with credentials, per caller.
+    pub(crate) authorized: Option<LitBool>,
+    /// `tag = ...`, in the order written; may repeat.
+    pub(crate) tags: Vec<Part>,
+    /// `grace = <seconds>`: how long a stale page may still be served.
+    pub(crate) grace: Option<LitInt>,
 }
 
 /// `timeout = ...`.
@@ -95,6 +105,54 @@ const ARGS: &[(&str, bool, Store)] = &[
     }),
     ("crate", false, |args, value| {
         args.krate = Some(crate_path(&value)?);
+        Ok(())
+    }),
+    ("statuses", false, |args, value| {
+        args.statuses = Some(statuses(&value)?);
+        Ok(())
+    }),
+    ("only_if", false, |args, value| {
+        args.only_if = Some(function("only_if", value)?);
+        Ok(())
+    }),
+    ("authorized", false, |args, value| {
+        match literal(&value) {
+            Some((Lit::Bool(b), false)) => args.authorized = Some(b.clone()),
+            _ => {
+                return Err(syn::Error::new(
+                    value.span(),
+                    "`authorized` takes `true` or `false`",
+                ));
+            }
+        }
+        Ok(())
+    }),
+    ("tag", true, |args, value| {
+        let tag = part("tag", value)?;
+        if let Part::Fixed(lit) = &tag
+            && lit.value().is_empty()
+        {
+            return Err(syn::Error::new(
+                lit.span(),
+                "`tag` cannot be an empty string",
+            ));
+        }
+        args.tags.push(tag);
+        Ok(())
+    }),
+    ("grace", false, |args, value| {
+        match literal(&value) {
+            Some((Lit::Int(int), false)) => {
+                let secs: u64 = int.base10_parse()?;
+                args.grace = Some(LitInt::new(&format!("{secs}u64"), int.span()));
+            }
+            _ => {
+                return Err(syn::Error::new(
+                    value.span(),
+                    "`grace` takes a number of seconds, e.g. `grace = 30`",
+                ));
+            }
+        }
         Ok(())
     }),
 ];
@@ -227,6 +285,47 @@ fn part(name: &str, value: Expr) -> syn::Result<Part> {
                 describe(lit)
             ),
         )),
+    }
+}
+
+/// `statuses`: a list of integer literals, each a status code that may be stored.
+fn statuses(value: &Expr) -> syn::Result<Vec<LitInt>> {
+    let Expr::Array(array) = value else {
+        return Err(syn::Error::new(
+            value.span(),
+            "`statuses` takes a list of status codes, e.g. `statuses = [200, 404]`",
+        ));
+    };
+    let mut codes = Vec::with_capacity(array.elems.len());
+    let mut errors = Vec::new();
+    for elem in &array.elems {
+        let code = match literal(elem) {
+            Some((Lit::Int(int), false)) => int.base10_parse::<u16>().ok().map(|c| (c, int)),
+            _ => None,
+        };
+        match code {
+            Some((304, int)) => errors.push(syn::Error::new(
+                int.span(),
+                "a 304 is never stored: it has no body to serve to others",
+            )),
+            Some((code, int)) if (100..=599).contains(&code) => {
+                codes.push(LitInt::new(&format!("{code}u16"), int.span()));
+            }
+            _ => errors.push(syn::Error::new(
+                elem.span(),
+                "expected a status code from 100 to 599",
+            )),
+        }
+    }
+    if codes.is_empty() && errors.is_empty() {
+        errors.push(syn::Error::new(
+            value.span(),
+            "`statuses` needs at least one status code",
+        ));
+    }
+    match combine(errors) {
+        Some(error) => Err(error),
+        None => Ok(codes),
     }
 }
 
@@ -428,8 +527,8 @@ mod tests {
             )),
             [
                 "timeout must be at least 1 second",
-                "unknown argument `foo`; expected one of: timeout, key, group, prefix, store, crate",
-                "unknown argument `bar`; expected one of: timeout, key, group, prefix, store, crate",
+                "unknown argument `foo`; expected one of: timeout, key, group, prefix, store, crate, statuses, only_if, authorized, tag, grace",
+                "unknown argument `bar`; expected one of: timeout, key, group, prefix, store, crate, statuses, only_if, authorized, tag, grace",
                 "`key` takes a function, not a string literal",
                 "`group` cannot be an empty string",
                 "`group` takes a string literal or a function of the request, not an integer literal",

@@ -6,7 +6,7 @@
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{ToTokens as _, quote, quote_spanned};
 use syn::{
-    AttrStyle, FnArg, Ident, ItemFn, ReturnType, Type, TypeInfer, punctuated::Pair,
+    AttrStyle, FnArg, Ident, ItemFn, LitInt, ReturnType, Type, TypeInfer, punctuated::Pair,
     spanned::Spanned as _, visit_mut::VisitMut,
 };
 
@@ -94,6 +94,23 @@ fn expand(args: &Args, function: ItemFn) -> TokenStream {
             (ty.span(), ty.into_token_stream())
         }
     };
+    // Erasing `impl Trait` would leave the user's `use` of the trait unused (a warning
+    // in their crate): name the declared type once more, in an uncalled function whose
+    // argument may be `impl Trait`. Not for generic or `Self`-typed returns, which a
+    // nested function cannot name.
+    let keep_trait_used = match &sig.output {
+        ReturnType::Type(_, ty)
+            if ty.to_token_stream().to_string() != ret_type.to_string()
+                && sig.generics.params.is_empty()
+                && !mentions_self(ty.to_token_stream()) =>
+        {
+            quote_spanned! {ret_span=>
+                #[allow(dead_code, clippy::needless_pass_by_value)]
+                fn __cache_page_return_type(_: #ty) {}
+            }
+        }
+        _ => TokenStream::new(),
+    };
     let arrow = match &sig.output {
         ReturnType::Type(arrow, _) => *arrow,
         ReturnType::Default => syn::Token![->](Span::call_site()),
@@ -135,6 +152,7 @@ fn expand(args: &Args, function: ItemFn) -> TokenStream {
         #(#outer)*
         #vis #sig {
             #(#inner)*
+            #keep_trait_used
             static __CACHE_PAGE_CONFIG: #private::LazyLock<#private::PageConfig> =
                 #private::LazyLock::new(|| { #config });
             #serve
@@ -173,7 +191,35 @@ fn config(args: &Args, private: &TokenStream) -> TokenStream {
     if let Some(store) = &args.store {
         config.extend(quote_spanned!(store.span()=> .store(#store)));
     }
+    if let Some(statuses) = &args.statuses {
+        let span = statuses.first().map_or_else(Span::call_site, LitInt::span);
+        config.extend(quote_spanned!(span=> .statuses(&[#(#statuses),*])));
+    }
+    if let Some(only_if) = &args.only_if {
+        config.extend(quote_spanned!(only_if.span()=> .only_if(#only_if)));
+    }
+    if let Some(authorized) = &args.authorized {
+        config.extend(quote_spanned!(authorized.span()=> .authorized(#authorized)));
+    }
+    for tag in &args.tags {
+        config.extend(match tag {
+            Part::Fixed(lit) => quote_spanned!(lit.span()=> .tag(#lit)),
+            Part::Computed(expr) => quote_spanned!(expr.span()=> .tag_fn(#expr)),
+        });
+    }
+    if let Some(grace) = &args.grace {
+        config.extend(quote_spanned!(grace.span()=> .grace(#grace)));
+    }
     config
+}
+
+/// Whether `tokens` name `Self` anywhere.
+fn mentions_self(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|token| match token {
+        TokenTree::Ident(ident) => ident == "Self",
+        TokenTree::Group(group) => mentions_self(group.stream()),
+        _ => false,
+    })
 }
 
 /// `tokens`, every one of them at `span`. Resolution is unchanged: both the
@@ -238,6 +284,8 @@ mod tests {
                     ::cache_page_runtime::__private::WithCache(Query(q), __cache_page_request):
                         ::cache_page_runtime::__private::WithCache<Query<Page> >
                 ) -> ::cache_page_runtime::__private::Response {
+                    #[allow(dead_code, clippy::needless_pass_by_value)]
+                    fn __cache_page_return_type(_: impl IntoResponse) {}
                     static __CACHE_PAGE_CONFIG:
                         ::cache_page_runtime::__private::LazyLock<::cache_page_runtime::__private::PageConfig> =
                         ::cache_page_runtime::__private::LazyLock::new(|| {

@@ -121,6 +121,11 @@ pub mod keys {
 /// | `group`   | `"name"`, or a function of the request's parts; may repeat | none |
 /// | `prefix`  | `"text"`, or a function of the request's parts | `""` |
 /// | `store`   | `"name"` of a cache given to [`install_named`] | the default cache |
+/// | `statuses`| `[200, 404, …]`: the statuses stored (never 304) | `[200]` |
+/// | `only_if` | a function of the request's parts returning `bool`; `false` bypasses the cache | always |
+/// | `authorized` | `true`: cache requests with `Authorization`, one page per caller | `false`: they bypass |
+/// | `tag`     | `"name"`, or a function of the request's parts; may repeat ([`Cache::invalidate_tag`]) | none |
+/// | `grace`   | seconds a stale page is still served while one request refreshes it | `0` |
 /// | `crate`   | `"path"` to this crate if it was renamed | `::cache_page_runtime` |
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
