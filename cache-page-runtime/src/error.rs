@@ -33,6 +33,16 @@ pub enum Error {
     #[error("no cache named {0:?} is installed")]
     UnknownCache(String),
 
+    /// A configuration value (such as an environment variable read by
+    /// [`Cache::from_env`](crate::Cache::from_env)) is malformed.
+    #[error("invalid value {value:?} for {variable}")]
+    InvalidConfig {
+        /// The variable.
+        variable: String,
+        /// Its value.
+        value: String,
+    },
+
     /// A URL given to an invalidation could not be parsed.
     #[error("invalid URL {0:?}")]
     InvalidUrl(String),

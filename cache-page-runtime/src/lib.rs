@@ -16,15 +16,60 @@
 //! # let _ = app; Ok(()) }
 //! ```
 //!
-//! The page is served from the cache until its timeout runs out or its group is
+//! The page is served from the cache until its timeout runs out or it is
 //! invalidated. The handler's own extractors run on every request, hit or miss, so
 //! guards and validation written as extractors keep working on cached pages.
 //!
-//! # Stores
+//! # From the first attribute to production
+//!
+//! ## 1. What is cached
+//!
+//! `GET` and `HEAD` requests (a `HEAD` is answered from the stored `GET`), and by
+//! default only `200` responses (`statuses = [200, 404]` to add others; a `304` is
+//! never stored). Never stored: responses with `Set-Cookie`, with `Cache-Control:
+//! private`, `no-store` or `no-cache`, with `Vary: *`, bodies of unknown length
+//! (streams) or over the cache's limit (8 MiB), which pass through untouched. Stored
+//! responses keep their status, every end-to-end header (repeated names too) and the
+//! raw body; they get `Cache-Control: max-age` (the smaller of the timeout and the
+//! handler's own), `Expires` if absent, and an `ETag` if absent. Hits carry `Age`.
+//!
+//! ## 2. Keys
+//!
+//! A page is identified by its prefix, its groups' versions and the output of its key
+//! function, hashed with md5 ([`hash_key`]). The key functions in [`keys`]:
+//! [`default_key`](keys::default_key) (host, path and every query parameter in a
+//! canonical order, as Django does), [`path_key`](keys::path_key),
+//! [`query_key`](keys::query_key), and [`query_params`](keys::query_params) to keep
+//! only the parameters that matter. Any `Fn(&Parts) -> String` is a key function.
+//! When a response has `Vary`, the request's values of those headers are part of the
+//! key too (Django's two-level scheme), whatever the order and case of the names.
+//!
+//! ## 3. Invalidation
+//!
+//! | what                                    | call                          | cost |
+//! |-----------------------------------------|-------------------------------|------|
+//! | every page of a group                   | [`Cache::invalidate_group`]   | one command, O(1) |
+//! | a path, any query string, any headers   | [`Cache::invalidate_path`]    | one command, O(1) |
+//! | one URL with its query, any headers     | [`Cache::invalidate_url`]     | one command, O(1) |
+//! | everything under a prefix               | [`Cache::invalidate_prefix`]  | one command, O(1) |
+//! | the page a key function produced        | [`Cache::invalidate_key`], [`Cache::invalidate_request`] | two |
+//! | every page with a tag                   | [`Cache::invalidate_tag`]     | linear in the tag's pages |
+//!
+//! Versioned invalidations (the first four) never scan and never delete: old pages
+//! become unreachable and expire on their own timeout, so their memory is freed by
+//! TTL. Tags delete their pages at once, freeing memory now, at a cost linear in the
+//! number of pages: prefer groups for large sets and frequent invalidations, tags
+//! when memory must be freed immediately or the set is small. Every invalidation
+//! returns once it is visible to all instances sharing the store.
+//!
+//! The free functions ([`invalidate_group`], [`invalidate_path`], [`invalidate_url`],
+//! [`invalidate_tag`]) act on the default cache, so business logic needs no handle.
+//!
+//! ## 4. Stores
 //!
 //! With nothing installed, pages are kept in process by a bounded [`MemoryStore`].
-//! For a cache shared by every instance of a service, install a [`RedisStore`] at
-//! start-up:
+//! For a cache shared by every instance of a service, install a [`RedisStore`] once
+//! at start-up, or configure one from the environment ([`Cache::from_env`]):
 //!
 //! ```no_run
 //! # fn main() -> Result<(), cache_page_runtime::Error> {
@@ -33,19 +78,82 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # What is cached
+//! A handler may name another cache (`store = "name"`, see [`install_named`]), and a
+//! router may carry its own as a request extension (`Router::layer(Extension(cache))`).
+//! With the `cluster` feature, `RedisClusterStore` runs on Redis Cluster with the same
+//! keys and behaviour.
 //!
-//! Only `GET` and `HEAD` requests, only `200` responses, never a response that sets a
-//! cookie or says `Cache-Control: private`, `no-store` or `no-cache`, never one with
-//! `Vary: *`, never a body of unknown length or over the cache's limit. A request with
-//! the [`DoNotCache`] extension bypasses the cache; one with [`RefreshCache`] runs the
-//! handler and replaces the entry. When the store fails or is slow, pages are served
-//! uncached: the cache never turns into a failed request.
+//! ## 5. Privacy
+//!
+//! A shared cache must never serve one user's page to another. Requests carrying
+//! `Authorization` bypass the cache unless the handler says `authorized = true`, and
+//! then a digest of the credentials is part of the key: each caller has pages of their
+//! own. Responses that set cookies or are marked `private` are never stored. A page
+//! that depends on a cookie must say `Vary: Cookie` (or use a key function that reads
+//! it); a [`DoNotCache`] extension, set by any middleware, bypasses the cache for a
+//! request.
+//!
+//! ## 6. Speed
+//!
+//! A hit costs one round trip to Redis: group and scope versions are read in the same
+//! pipeline as the entry at the versions last seen. Concurrent misses of one page run
+//! its handler once per process (single flight), and at most once per lock period
+//! across instances with [`CacheBuilder::lock_across_instances`]. With `grace =
+//! <seconds>`, a page past its timeout is served stale while one request refreshes it
+//! in the background, and goes on being served if the refresh fails.
+//!
+//! ## 7. Failures
+//!
+//! The cache never fails a request. A store that errors or does not answer within the
+//! timeout (500 ms; Redis commands 250 ms) is logged and the page is served uncached;
+//! after 3 failures in a row a circuit breaker stops calling the store for 2 s
+//! ([`Cache::is_available`]). The Redis connection is made lazily and re-made after
+//! failures: an application starts while Redis is down and caches once it is up. A
+//! damaged or foreign entry reads as a miss and is overwritten.
+//!
+//! ## 8. Sizing Redis
+//!
+//! Every page key has a TTL (its timeout plus grace). Group and prefix versions have
+//! none; path and URL versions expire after a week without invalidation. Set
+//! `maxmemory` and `maxmemory-policy allkeys-lru` (or `allkeys-lfu`): evicting a page
+//! is a miss, and evicting a version is safe, because a missing version is re-seeded
+//! from the clock, above every value it had, so invalidated pages never come back (it
+//! costs one miss per page of that group). `volatile-*` policies also work, and never
+//! evict versions. Each page costs its body, its headers and about 100 bytes of
+//! overhead (see BENCHMARKS.md for measured figures).
+//!
+//! ## 9. Observability
+//!
+//! Every cached request runs in a `cache_page` span at `debug`; hits and misses are
+//! `trace` events, stores and invalidations `debug`, store failures `warn`, breaker
+//! changes `warn`/`info`. With the `metrics` feature, counters and a histogram go
+//! through the [`metrics`](https://docs.rs/metrics) facade:
+//!
+//! | metric                                | kind      | labels |
+//! |---------------------------------------|-----------|--------|
+//! | `cache_page_requests_total`           | counter   | `outcome`: `hit`, `stale`, `miss`, `collapsed`, `bypass` |
+//! | `cache_page_stores_total`             | counter   | |
+//! | `cache_page_not_stored_total`         | counter   | `reason` (as in `Cache-Status` `detail`) |
+//! | `cache_page_errors_total`             | counter   | `op`: `lookup`, `store`, `invalidate` |
+//! | `cache_page_invalidations_total`      | counter   | `kind`: `group`, `path`, `url`, `prefix`, `tag` |
+//! | `cache_page_lookup_duration_seconds`  | histogram | |
+//! | `cache_page_circuit_open`             | gauge     | |
+//!
+//! Responses carry an RFC 9211 `Cache-Status` header (`cache-page; hit; ttl=42`,
+//! `cache-page; fwd=uri-miss; stored`, `…; fwd=bypass`, `…; detail=set-cookie`), which
+//! [`CacheBuilder::cache_status`] renames or turns off.
+//!
+//! ## 10. Whole routers
+//!
+//! [`CachePageLayer`] applies the same caching to every route below it, with the same
+//! keys, stores and invalidation as the attribute.
 //!
 //! # Features
 //!
 //! - `macros` (default): the [`cache_page`] attribute.
 //! - `redis` (default): [`RedisStore`], and the [`redis`] crate re-exported.
+//! - `metrics` (default): counters and histograms through the `metrics` facade.
+//! - `cluster`: `RedisClusterStore`, on Redis Cluster.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
@@ -53,6 +161,7 @@ mod breaker;
 mod cache;
 mod config;
 mod entry;
+mod env;
 mod error;
 mod flight;
 mod key;
@@ -75,6 +184,7 @@ pub use crate::{
     },
     config::{IntoTimeout, PageConfig},
     entry::{Entry, VaryIndex},
+    env::VARIABLES as ENV_VARIABLES,
     error::Error,
     key::{KeyFn, hash_key, key_preimage},
     layer::{CachePage, CachePageLayer},

@@ -18,7 +18,7 @@ use axum::{
     http::StatusCode,
     routing::{get, post},
 };
-use cache_page_runtime::{Cache, RedisStore, cache_page, keys};
+use cache_page_runtime::{Cache, cache_page, keys};
 use serde::Deserialize;
 
 fn now() -> u128 {
@@ -61,9 +61,13 @@ async fn invalidate(Path(group): Path<String>) -> Result<String, StatusCode> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     examples::init_logging();
+    // REDIS_URL (default redis://127.0.0.1:6379) and the other CACHE_PAGE_* variables.
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let store = RedisStore::open(&url)?;
-    cache_page_runtime::install(Cache::new(store))?;
+    let cache = Cache::from_vars(|name| match name {
+        "REDIS_URL" => Some(url.clone()),
+        other => std::env::var(other).ok(),
+    })?;
+    cache_page_runtime::install(cache)?;
 
     let app = Router::new()
         .route("/products", get(products))
