@@ -30,6 +30,15 @@ struct Ctx {
     timeout: Duration,
 }
 
+impl Ctx {
+    /// The store's connection, for the commands the store has no method for.
+    fn connection(&self) -> Result<cache_page_runtime::redis::aio::ConnectionManager, CliError> {
+        self.store
+            .connection()
+            .map_err(|err| CliError::from_runtime(&self.url, err))
+    }
+}
+
 pub async fn run(cli: Cli, out: &mut Out) -> Result<(), CliError> {
     let ctx = Ctx::new(&cli)?;
     match cli.command {
@@ -365,7 +374,7 @@ struct Scan {
 
 impl Scan {
     /// A scan of the keys of `kinds` (every key under the namespace when empty).
-    fn new(ctx: &Ctx, mut kinds: Vec<Kind>) -> Scan {
+    fn new(ctx: &Ctx, mut kinds: Vec<Kind>) -> Result<Scan, CliError> {
         kinds.sort();
         kinds.dedup();
         let namespace = ctx.store.namespace().as_bytes().to_vec();
@@ -377,14 +386,14 @@ impl Scan {
             pattern.push(b':');
         }
         pattern.push(b'*');
-        Scan {
-            conn: ctx.store.connection(),
+        Ok(Scan {
+            conn: ctx.connection()?,
             namespace,
             kinds,
             pattern,
             cursor: 0,
             done: false,
-        }
+        })
     }
 
     /// The next keys, with their kind (`None` for a key of no known kind); `None`
@@ -437,7 +446,7 @@ fn glob_escape(bytes: &[u8]) -> Vec<u8> {
 }
 
 async fn count(ctx: &Ctx, args: CountArgs, out: &mut Out) -> Result<(), CliError> {
-    let mut scan = Scan::new(ctx, args.kinds.clone());
+    let mut scan = Scan::new(ctx, args.kinds.clone())?;
     let mut by_kind = [0u64; Kind::ALL.len()];
     let mut other = 0u64;
     while let Some(keys) = scan.next(ctx).await? {
@@ -481,8 +490,8 @@ async fn count(ctx: &Ctx, args: CountArgs, out: &mut Out) -> Result<(), CliError
 }
 
 async fn list(ctx: &Ctx, args: ListArgs, out: &mut Out) -> Result<(), CliError> {
-    let mut scan = Scan::new(ctx, args.kinds);
-    let mut conn = ctx.store.connection();
+    let mut scan = Scan::new(ctx, args.kinds)?;
+    let mut conn = ctx.connection()?;
     let mut left = args.limit.unwrap_or(u64::MAX);
     while left > 0
         && let Some(mut keys) = scan.next(ctx).await?

@@ -58,6 +58,7 @@ fn entry() -> Entry {
         created_ms: 1_767_225_600_000,
         ttl: Duration::from_secs(3600),
         grace: Duration::ZERO,
+        origin: "/products/list?lang=en&page=3&sort=price&utm_source=newsletter".to_owned(),
         scopes: vec![1_767_225_600_000_001, 1_767_225_600_000_002],
         vary: None,
     }

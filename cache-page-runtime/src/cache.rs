@@ -63,6 +63,19 @@ struct Settings {
 }
 
 /// Builds a [`Cache`].
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_page_runtime::{Cache, MemoryStore};
+///
+/// let cache = Cache::builder(MemoryStore::new())
+///     .timeout(Duration::from_millis(200))
+///     .cache_status(Some("edge"))
+///     .circuit_breaker(5, Duration::from_secs(1))
+///     .lock_across_instances(Duration::from_secs(5))
+///     .build();
+/// assert_eq!(cache.cache_status(), Some("edge"));
+/// ```
 #[derive(Debug)]
 pub struct CacheBuilder {
     store: Arc<dyn Store>,
@@ -397,11 +410,25 @@ pub fn install_named(name: impl Into<String>, cache: Cache) {
 }
 
 /// The default cache: the one [`install`]ed, or an in-process one.
+///
+/// ```
+/// // With nothing installed, handlers cache in process.
+/// let cache = cache_page_runtime::default_cache();
+/// assert!(cache.is_available());
+/// ```
 pub fn default_cache() -> &'static Cache {
     DEFAULT.get_or_init(Cache::memory)
 }
 
 /// The cache installed under `name`.
+///
+/// ```
+/// use cache_page_runtime::{Cache, named_cache};
+///
+/// assert!(named_cache("reports").is_none());
+/// cache_page_runtime::install_named("reports", Cache::memory());
+/// assert!(named_cache("reports").is_some());
+/// ```
 pub fn named_cache(name: &str) -> Option<Cache> {
     let named = NAMED.get()?.read().unwrap_or_else(|e| e.into_inner());
     named.get(name).cloned()
@@ -427,18 +454,40 @@ pub async fn invalidate_group(group: &str) -> Result<(), Error> {
 
 /// Invalidates every page of a URL path in the default cache, whatever its query
 /// string and headers, in O(1). See [`Cache::invalidate_path`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cache_page_runtime::Error> {
+/// cache_page_runtime::invalidate_path("/products/42").await?;
+/// # Ok(()) }
+/// ```
 pub async fn invalidate_path(path: &str) -> Result<(), Error> {
     default_cache().invalidate_path(path).await.map(|_| ())
 }
 
 /// Invalidates one URL with its query string in the default cache, whatever the
 /// request headers, in O(1). See [`Cache::invalidate_url`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cache_page_runtime::Error> {
+/// cache_page_runtime::invalidate_url("/products?page=2").await?;
+/// # Ok(()) }
+/// ```
 pub async fn invalidate_url(url: &str) -> Result<(), Error> {
     default_cache().invalidate_url(url).await.map(|_| ())
 }
 
 /// Deletes every page stored with `tag` in the default cache. See
 /// [`Cache::invalidate_tag`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cache_page_runtime::Error> {
+/// let deleted = cache_page_runtime::invalidate_tag("product:42").await?;
+/// assert_eq!(deleted, 0); // nothing was tagged yet
+/// # Ok(()) }
+/// ```
 pub async fn invalidate_tag(tag: &str) -> Result<u64, Error> {
     default_cache().invalidate_tag(tag).await
 }

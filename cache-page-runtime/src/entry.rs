@@ -30,6 +30,26 @@ const MAX_SCOPES: usize = 8;
 pub const MAX_HEADERS: usize = 1024;
 
 /// A complete response as it is kept in a store.
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_page_runtime::Entry;
+/// use cache_page_runtime::http::{StatusCode, header};
+///
+/// let entry = Entry {
+///     status: StatusCode::OK,
+///     headers: vec![(header::CONTENT_TYPE, "text/html".parse().unwrap())],
+///     body: "<h1>hi</h1>".into(),
+///     created_ms: 1_700_000_000_000,
+///     ttl: Duration::from_secs(60),
+///     grace: Duration::ZERO,
+///     origin: "/".into(),
+///     scopes: vec![],
+///     vary: None,
+/// };
+/// assert_eq!(Entry::decode(entry.encode()).unwrap(), entry);
+/// assert!(Entry::decode("not an entry".into()).is_err());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// The response's status.
@@ -58,6 +78,13 @@ pub struct Entry {
 /// The second level of the Vary scheme (Django's): the request headers a page varies
 /// on, learned from its response, and a nonce that the variants' keys are derived
 /// from, so that replacing or deleting the index orphans every variant at once.
+///
+/// ```
+/// use cache_page_runtime::{VaryIndex, http::header};
+///
+/// let index = VaryIndex { names: vec![header::ACCEPT_LANGUAGE], nonce: 7 };
+/// assert_eq!(index.names[0], "accept-language");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VaryIndex {
     /// Lowercase header names, sorted, without duplicates.

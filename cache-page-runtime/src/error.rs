@@ -8,6 +8,18 @@ use std::time::Duration;
 /// times out is logged and the page is served uncached. They surface only from calls
 /// made by business logic, such as [`invalidate_group`](crate::invalidate_group), so
 /// that it can tell an invalidation that did not happen.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use cache_page_runtime::{Cache, Error};
+///
+/// match Cache::memory().invalidate_url("http://[bad").await {
+///     Err(Error::InvalidUrl(url)) => assert_eq!(url, "http://[bad"),
+///     other => panic!("{other:?}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

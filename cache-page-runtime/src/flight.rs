@@ -7,7 +7,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -19,6 +22,11 @@ use crate::Entry;
 /// as the leader's request had them: a follower whose headers differ gets nothing.
 #[derive(Clone, Debug)]
 pub(crate) struct Landed {
+    /// When it landed, in [`Flights::seq`] order: a request may take it only if it
+    /// landed after that request's lookup began (the lookup may have missed it);
+    /// one whose lookup began later saw the store itself, and if the entry was gone
+    /// (deleted by a tag or key invalidation, damaged) must not be given a copy.
+    pub(crate) seq: u64,
     pub(crate) entry: Arc<Entry>,
     pub(crate) names: Vec<http::HeaderName>,
     pub(crate) values: Vec<Option<String>>,
@@ -36,12 +44,14 @@ type Outcome = Option<Option<Landed>>;
 pub(crate) struct Flights {
     map: Mutex<HashMap<String, watch::Receiver<Outcome>>>,
     recent: moka::sync::Cache<String, Landed>,
+    landings: AtomicU64,
 }
 
 impl Default for Flights {
     fn default() -> Self {
         Flights {
             map: Mutex::default(),
+            landings: AtomicU64::new(0),
             recent: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(5))
@@ -80,6 +90,12 @@ impl Flights {
         })
     }
 
+    /// The number of landings so far: read before a lookup, compared with
+    /// [`Landed::seq`].
+    pub(crate) fn seq(&self) -> u64 {
+        self.landings.load(Ordering::SeqCst)
+    }
+
     /// What the last flight for `key` landed, if it ended in the last few seconds.
     pub(crate) fn recent(&self, key: &str) -> Option<Landed> {
         self.recent.get(key)
@@ -94,8 +110,10 @@ impl Flights {
 
 impl Leader {
     /// Tells the followers what was stored (`None`: nothing they may use).
-    pub(crate) fn land(self, landed: Option<Landed>) {
-        if let Some(landed) = &landed {
+    pub(crate) fn land(self, mut landed: Option<Landed>) {
+        let seq = self.flights.landings.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(landed) = &mut landed {
+            landed.seq = seq;
             self.flights.recent.insert(self.key.clone(), landed.clone());
         }
         self.tx.send_replace(Some(landed));

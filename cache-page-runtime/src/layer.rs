@@ -73,7 +73,7 @@ impl<S> Layer<S> for CachePageLayer {
     }
 }
 
-/// The service made by [`CachePageLayer`].
+/// The service made by [`CachePageLayer`]; see there for an example.
 #[derive(Clone)]
 pub struct CachePage<S> {
     inner: S,

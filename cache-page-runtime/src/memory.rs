@@ -51,6 +51,11 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 /// Builds a [`MemoryStore`].
+///
+/// ```
+/// let store = cache_page_runtime::MemoryStore::builder().max_entries(100).build();
+/// assert_eq!(store.entry_count(), 0);
+/// ```
 #[derive(Debug, Clone)]
 pub struct MemoryStoreBuilder {
     max_entries: u64,

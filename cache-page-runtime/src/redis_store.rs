@@ -15,7 +15,7 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -81,7 +81,11 @@ pub(crate) const REMEMBERED_GROUPS: u64 = 100_000;
 /// ```
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    /// Made on first use: redis-rs spawns a task when it is made, so building the
+    /// store must not, or it would need a runtime.
+    conn: Arc<OnceLock<ConnectionManager>>,
+    client: Client,
+    config: ConnectionManagerConfig,
     namespace: Arc<str>,
     /// The last version this process saw of each group.
     seen: Moka<String, u64>,
@@ -99,6 +103,21 @@ impl std::fmt::Debug for RedisStore {
 }
 
 /// Builds a [`RedisStore`].
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_page_runtime::{RedisStore, Version};
+///
+/// # fn main() -> Result<(), cache_page_runtime::Error> {
+/// // Building makes no connection: this works with Redis down.
+/// let store = RedisStore::builder("redis://127.0.0.1:6379/2")
+///     .namespace("shop")
+///     .connect_timeout(Duration::from_millis(500))
+///     .command_timeout(Duration::from_millis(100))
+///     .build()?;
+/// assert_eq!(store.version_key(Version::Group("views")), "shop:group:views");
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct RedisStoreBuilder {
     url: String,
@@ -160,14 +179,21 @@ impl RedisStore {
         self.round_trips.load(Ordering::Relaxed)
     }
 
-    fn trip(&self) -> ConnectionManager {
+    fn trip(&self) -> Result<ConnectionManager, Error> {
         self.round_trips.fetch_add(1, Ordering::Relaxed);
-        self.conn.clone()
+        self.connection()
     }
 
-    /// A clone of the underlying connection, for commands of your own.
-    pub fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
+    /// A clone of the underlying connection, for commands of your own. The first call
+    /// creates it (inside the Tokio runtime, which redis-rs needs); it connects lazily
+    /// and reconnects by itself.
+    pub fn connection(&self) -> Result<ConnectionManager, Error> {
+        if let Some(conn) = self.conn.get() {
+            return Ok(conn.clone());
+        }
+        let conn =
+            ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())?;
+        Ok(self.conn.get_or_init(|| conn).clone())
     }
 
     fn guess(&self, groups: &[String]) -> Option<Vec<u64>> {
@@ -188,7 +214,7 @@ impl RedisStore {
         let keys = self.version_keys(page);
         let raw: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
             .arg(&keys)
-            .query_async(&mut self.trip())
+            .query_async(&mut self.trip()?)
             .await?;
         let mut versions: Vec<Option<u64>> = raw
             .iter()
@@ -215,7 +241,7 @@ impl RedisStore {
                 set.ignore();
                 pipe.cmd("GET").arg(&keys[i]);
             }
-            let seeded: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.trip()).await?;
+            let seeded: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.trip()?).await?;
             for (&i, raw) in missing.iter().zip(seeded) {
                 versions[i] = raw.as_deref().and_then(parse_version);
             }
@@ -280,9 +306,10 @@ impl RedisStoreBuilder {
             .set_number_of_retries(2)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(RedisStore {
-            conn,
+            conn: Arc::default(),
+            client,
+            config,
             namespace: self.namespace.into(),
             seen: Moka::new(REMEMBERED_GROUPS),
             bump: Arc::new(Script::new(BUMP)),
@@ -324,10 +351,10 @@ impl Store for RedisStore {
                 let (raw_versions, raw_entry): (Vec<Option<Vec<u8>>>, Option<Vec<u8>>) = if keys
                     .is_empty()
                 {
-                    let (entry,): (Option<Vec<u8>>,) = pipe.query_async(&mut self.trip()).await?;
+                    let (entry,): (Option<Vec<u8>>,) = pipe.query_async(&mut self.trip()?).await?;
                     (Vec::new(), entry)
                 } else {
-                    pipe.query_async(&mut self.trip()).await?
+                    pipe.query_async(&mut self.trip()?).await?
                 };
                 let current: Option<Vec<u64>> = raw_versions
                     .iter()
@@ -359,7 +386,7 @@ impl Store for RedisStore {
 
     fn get<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<Arc<Entry>>, Error>> {
         Box::pin(async move {
-            let raw: Option<Vec<u8>> = self.trip().get(self.page_key(hash)).await?;
+            let raw: Option<Vec<u8>> = self.trip()?.get(self.page_key(hash)).await?;
             Ok(decode(raw))
         })
     }
@@ -386,14 +413,14 @@ impl Store for RedisStore {
                 pipe.cmd("EXPIRE").arg(&key).arg(secs).arg("NX").ignore();
                 pipe.cmd("EXPIRE").arg(&key).arg(secs).arg("GT").ignore();
             }
-            let () = pipe.query_async(&mut self.trip()).await?;
+            let () = pipe.query_async(&mut self.trip()?).await?;
             Ok(())
         })
     }
 
     fn remove<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(async move {
-            let n: u64 = self.trip().del(self.page_key(hash)).await?;
+            let n: u64 = self.trip()?.del(self.page_key(hash)).await?;
             Ok(n > 0)
         })
     }
@@ -405,7 +432,7 @@ impl Store for RedisStore {
                 .key(self.version_key(version))
                 .arg(version_seed())
                 .arg(version.ttl().map_or(0, |t| t.as_secs()))
-                .invoke_async(&mut self.trip())
+                .invoke_async(&mut self.trip()?)
                 .await?;
             if let Version::Group(g) = version {
                 self.seen.insert(g.to_owned(), v);
@@ -440,7 +467,7 @@ impl Store for RedisStore {
                 .arg("NX")
                 .arg("PX")
                 .arg(ms)
-                .query_async(&mut self.trip())
+                .query_async(&mut self.trip()?)
                 .await?;
             Ok(set.is_some())
         })
@@ -448,7 +475,7 @@ impl Store for RedisStore {
 
     fn unlock<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            let _: u64 = self.trip().del(self.lock_key(hash)).await?;
+            let _: u64 = self.trip()?.del(self.lock_key(hash)).await?;
             Ok(())
         })
     }
@@ -456,7 +483,7 @@ impl Store for RedisStore {
     fn delete_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
         Box::pin(async move {
             let key = self.tag_key(tag);
-            let hashes: Vec<String> = self.trip().smembers(&key).await?;
+            let hashes: Vec<String> = self.trip()?.smembers(&key).await?;
             if hashes.is_empty() {
                 return Ok(0);
             }
@@ -469,7 +496,7 @@ impl Store for RedisStore {
                 .arg(&key)
                 .arg(&hashes)
                 .ignore()
-                .query_async(&mut self.trip())
+                .query_async(&mut self.trip()?)
                 .await?;
             Ok(deleted)
         })

@@ -99,6 +99,7 @@ where
         scopes: &scopes,
     };
 
+    let seq = cache.flights().seq();
     let started = std::time::Instant::now();
     let lookup = cache.guarded(cache.store().lookup(page)).await;
     telemetry::lookup_took(started.elapsed());
@@ -161,6 +162,7 @@ where
                     config,
                     parts: parts.clone(),
                     url: url.clone(),
+                    seq,
                     scopes: lookup.scopes,
                     why: Forward::Stale,
                 };
@@ -185,6 +187,7 @@ where
         config,
         parts,
         url,
+        seq,
         scopes: lookup.scopes,
         why,
     };
@@ -447,6 +450,8 @@ struct Miss {
     parts: Box<Parts>,
     /// The request's canonical URL: the origin its entry records.
     url: String,
+    /// The flights' landing count when this request's lookup began.
+    seq: u64,
     scopes: Vec<u64>,
     why: Forward,
 }
@@ -549,7 +554,8 @@ impl Miss {
     /// request that started after an invalidation is never served a page from before).
     fn may_serve(&self, landed: &Landed) -> bool {
         let now = SystemTime::now();
-        landed.matches(&self.parts)
+        landed.seq > self.seq
+            && landed.matches(&self.parts)
             && usable(&landed.entry, &self.scopes, &self.url, now)
             && !landed.entry.is_stale_at(now)
     }
@@ -561,6 +567,7 @@ impl Miss {
             .map(|(_, v)| v)
             .collect();
         Landed {
+            seq: 0,
             entry,
             names,
             values,
@@ -640,6 +647,11 @@ impl Miss {
             if let Ok(etag) = HeaderValue::from_str(&etag) {
                 head.headers.insert(header::ETAG, etag);
             }
+        }
+        // Checked again now that the cache added its own headers: an entry keeps at
+        // most MAX_HEADERS, and must keep these.
+        if head.headers.len() > crate::entry::MAX_HEADERS {
+            return self.refuse(head, Body::from(bytes), Uncacheable::TooManyHeaders);
         }
         let entry = Arc::new(Entry {
             status: head.status,

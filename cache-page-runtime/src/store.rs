@@ -14,6 +14,14 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// scheme). The others are *scopes* every page has implicitly: the versions of its
 /// path, its URL and its prefix are read with each lookup and compared with the ones
 /// recorded in the entry.
+///
+/// ```
+/// use cache_page_runtime::Version;
+///
+/// assert_eq!(Version::Path("/a").kind(), "path");
+/// assert!(Version::Url("/a?b=1").ttl().is_some());
+/// assert!(Version::Group("views").ttl().is_none());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Version<'a> {
@@ -58,6 +66,20 @@ impl Version<'_> {
 }
 
 /// The identity of a page before versions are known.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cache_page_runtime::Error> {
+/// use cache_page_runtime::{MemoryStore, PageKey, Store};
+///
+/// let store = MemoryStore::new();
+/// let groups = ["views".to_owned()];
+/// let page = PageKey { prefix: "p", groups: &groups, key: "/a", caller: None, scopes: &[] };
+/// let lookup = store.lookup(page).await?;
+/// assert!(lookup.entry.is_none());
+/// assert_eq!(lookup.hash.len(), 32);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct PageKey<'a> {
     /// The handler's prefix (`""` when it has none).
@@ -73,7 +95,7 @@ pub struct PageKey<'a> {
     pub scopes: &'a [Version<'a>],
 }
 
-/// The answer to [`Store::lookup`].
+/// The answer to [`Store::lookup`] (see [`PageKey`] for an example).
 #[derive(Clone, Debug)]
 pub struct Lookup {
     /// The hash of the page at its groups' current versions: where a fresh response
@@ -95,6 +117,47 @@ pub struct Lookup {
 /// store seeds it with a value larger than any it can have had before, such as the
 /// current time in microseconds ([`version_seed`]), so that entries invalidated
 /// earlier can never be reached again.
+///
+/// A store of your own can wrap another, to count or log its operations:
+///
+/// ```
+/// use std::{sync::{Arc, atomic::{AtomicU64, Ordering}}, time::Duration};
+/// use cache_page_runtime::{
+///     BoxFuture, Cache, Entry, Error, Lookup, MemoryStore, PageKey, Store, Version,
+/// };
+///
+/// #[derive(Debug, Default)]
+/// struct Counted { inner: MemoryStore, lookups: Arc<AtomicU64> }
+///
+/// impl Store for Counted {
+///     fn lookup<'a>(&'a self, page: PageKey<'a>) -> BoxFuture<'a, Result<Lookup, Error>> {
+///         self.lookups.fetch_add(1, Ordering::Relaxed);
+///         self.inner.lookup(page)
+///     }
+///     fn get<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<Arc<Entry>>, Error>> {
+///         self.inner.get(hash)
+///     }
+///     fn insert<'a>(&'a self, hash: &'a str, entry: Arc<Entry>, tags: &'a [String])
+///         -> BoxFuture<'a, Result<(), Error>> {
+///         self.inner.insert(hash, entry, tags)
+///     }
+///     fn remove<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
+///         self.inner.remove(hash)
+///     }
+///     fn bump<'a>(&'a self, version: Version<'a>) -> BoxFuture<'a, Result<u64, Error>> {
+///         self.inner.bump(version)
+///     }
+///     fn version<'a>(&'a self, version: Version<'a>) -> BoxFuture<'a, Result<u64, Error>> {
+///         self.inner.version(version)
+///     }
+///     fn delete_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
+///         self.inner.delete_tag(tag)
+///     }
+/// }
+///
+/// let cache = Cache::new(Counted::default());
+/// # let _ = (cache, Duration::ZERO);
+/// ```
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Reads the current versions of the page's groups and scopes, and the entry
     /// stored for the page at those group versions, seeding missing versions. A store
@@ -146,6 +209,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 /// A version for a name that has none: the current time in microseconds. Versions
 /// only grow by one per invalidation, so a new seed is larger than every version the
 /// name had before unless it was invalidated more than a million times a second.
+///
+/// ```
+/// let a = cache_page_runtime::version_seed();
+/// let b = cache_page_runtime::version_seed();
+/// assert!(b >= a && a > 1_600_000_000_000_000);
+/// ```
 pub fn version_seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
