@@ -143,3 +143,51 @@ async fn damaged_version_is_replaced() {
         .expect("the group can be invalidated again");
     assert!(!fetch(&app, "/page/1").await.is_hit());
 }
+
+/// The header limit is checked after the cache adds its own headers
+/// (`Cache-Control`, `Expires`, `ETag`): a response that fits only without them is
+/// refused whole, and one that fits with them keeps them on hits (an entry is never
+/// cut short when it is encoded for Redis).
+#[tokio::test]
+async fn the_header_limit_counts_the_headers_the_cache_adds() {
+    use axum::response::IntoResponse;
+
+    fn with_headers(n: usize) -> axum::response::Response {
+        let mut response = "many headers".into_response(); // + content-type
+        for i in 0..n {
+            response.headers_mut().insert(
+                axum::http::HeaderName::try_from(format!("x-h{i}")).expect("a header name"),
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
+    }
+    let server = RedisServer::start();
+    let layer =
+        || cache_page_runtime::CachePageLayer::new(cache_page_runtime::PageConfig::new(60u64));
+    let app = Router::new()
+        // 1 + 1023 = 1024 headers: at the limit before the cache adds three.
+        .route("/full", get(async || with_headers(1023)).layer(layer()))
+        // 1 + 1020 + 3 = 1024: fits with them.
+        .route("/fits", get(async || with_headers(1020)).layer(layer()))
+        .layer(Extension(server.cache("header_limit")));
+
+    for _ in 0..2 {
+        let reply = fetch(&app, "/full").await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.text().as_str()),
+            (200, "many headers")
+        );
+        assert!(
+            reply.cache_status().contains("detail=too-many-headers"),
+            "{}",
+            reply.cache_status()
+        );
+    }
+    fetch(&app, "/fits").await;
+    let hit = fetch(&app, "/fits").await;
+    assert!(hit.is_hit(), "{}", hit.cache_status());
+    for name in ["etag", "cache-control", "expires"] {
+        assert!(hit.header(name).is_some(), "a hit lost {name}");
+    }
+}
