@@ -1,1 +1,1529 @@
-fn main() {}
+//! The load benchmark of cache-page: every configuration of the issue side by side, in
+//! one run, with the ratios its targets are stated in.
+//!
+//! ```sh
+//! cargo bench -p cache-page-tests --bench load
+//! cargo bench -p cache-page-tests --bench load -- --max-pages 100000   # a shorter run
+//! ```
+//!
+//! It starts a private `redis-server` (and `varnishd`, when it is installed) on free
+//! ports of 127.0.0.1, serves the same 1 KiB page from axum servers in this process,
+//! and loads each of them in turn from a separate process (this binary again, with
+//! `--client`) over 64 keep-alive HTTP/1.1 connections. It prints a markdown table for
+//! BENCHMARKS.md. Every process it starts is stopped at the end, on a panic, or on
+//! Ctrl-C; all traffic stays on 127.0.0.1.
+//!
+//! Options (after `--`): `--secs N` per measurement (3), `--warmup N` (1), `--rounds N`
+//! (3), `--conns N` (64), `--max-pages N` largest group for the invalidation part
+//! (1,000,000), `--invalidations N` calls timed per size (200), `--only a,e` to load
+//! only some configurations (for profiling; the ratios then miss their operands).
+
+use std::{
+    env,
+    fmt::Write as _,
+    fs, io,
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        LazyLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    Extension, Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+    serve::ListenerExt,
+};
+use bytes::Bytes;
+use cache_page_runtime::{
+    Cache, MemoryStore, PageKey, RedisStore, Store, Version, cache_page, hash_key,
+};
+use redis::{
+    AsyncCommands,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+// ---------------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct Options {
+    secs: f64,
+    warmup: f64,
+    rounds: usize,
+    conns: usize,
+    max_pages: u64,
+    invalidations: usize,
+    /// Only these configurations (ids such as `a,e`); all when empty.
+    only: Vec<String>,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Options {
+        let mut o = Options {
+            secs: 3.0,
+            warmup: 1.0,
+            rounds: 3,
+            conns: 64,
+            max_pages: 1_000_000,
+            invalidations: 200,
+            only: Vec::new(),
+        };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = || -> f64 {
+                it.next()
+                    .and_then(|v| v.replace('_', "").parse().ok())
+                    .unwrap_or_else(|| {
+                        eprintln!("{arg} needs a number");
+                        std::process::exit(2);
+                    })
+            };
+            match arg.as_str() {
+                "--secs" => o.secs = value().max(0.5),
+                "--warmup" => o.warmup = value().max(0.0),
+                "--rounds" => o.rounds = (value() as usize).max(1),
+                "--conns" => o.conns = (value() as usize).max(1),
+                "--max-pages" => o.max_pages = (value() as u64).max(100),
+                "--invalidations" => o.invalidations = (value() as usize).max(1),
+                "--only" => {
+                    o.only = it
+                        .next()
+                        .map(|v| v.split(',').map(str::to_owned).collect())
+                        .unwrap_or_default();
+                }
+                // `cargo bench` passes `--bench`; a filter may follow it.
+                _ => {}
+            }
+        }
+        o
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Processes this benchmark starts: stopped when their guard drops, which happens at
+// the end, on an error, on a panic, and on Ctrl-C (the run is dropped).
+// ---------------------------------------------------------------------------------
+
+fn signal(pid: u32, sig: &str) -> bool {
+    Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A server process (redis-server, varnishd) and its scratch directory: stopped with
+/// SIGTERM (SIGKILL after 5 s), reaped, and its directory removed when dropped.
+struct Daemon {
+    name: &'static str,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Daemon {
+    fn spawn(name: &'static str, cmd: &mut Command, dir: PathBuf) -> io::Result<Daemon> {
+        let child = cmd.stdin(Stdio::null()).spawn()?;
+        Ok(Daemon { name, child, dir })
+    }
+
+    fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let pid = self.child.id();
+        if !self.exited() {
+            let termed = signal(pid, "-TERM");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while termed && Instant::now() < deadline && !self.exited() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !self.exited() {
+                let _ = self.child.kill();
+            }
+        }
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+        eprintln!("stopped {} (pid {pid})", self.name);
+    }
+}
+
+fn scratch_dir(what: &str) -> io::Result<PathBuf> {
+    let dir = env::temp_dir().join(format!("cache-page-bench-{}-{what}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    env::split_paths(&env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+fn free_port() -> io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn redis_answers(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = [0u8; 16];
+    s.write_all(b"PING\r\n").is_ok()
+        && s.read(&mut buf)
+            .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+}
+
+/// A private redis-server on a free port: no persistence, its files in a scratch dir.
+fn start_redis() -> Result<(Daemon, u16), String> {
+    let bin = on_path("redis-server").ok_or(
+        "redis-server not found on PATH; install it (apt-get install redis-server) and run again",
+    )?;
+    for _ in 0..10 {
+        let port = free_port().map_err(|e| e.to_string())?;
+        let dir = scratch_dir(&format!("redis-{port}")).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--port")
+            .arg(port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--daemonize", "no", "--protected-mode", "yes"])
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--logfile")
+            .arg(dir.join("redis.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut daemon = Daemon::spawn("redis-server", &mut cmd, dir).map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && !daemon.exited() {
+            if redis_answers(port) {
+                return Ok((daemon, port));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Another process took the port, or the server failed: try another port.
+    }
+    Err("redis-server did not start".to_owned())
+}
+
+/// Varnish in front of `backend`, caching for an hour; `None` when not installed.
+async fn start_varnish(backend: SocketAddr) -> Result<Option<(Daemon, SocketAddr)>, String> {
+    let Some(bin) = on_path("varnishd") else {
+        println!("varnish: skipped (varnishd not found; apt-get install varnish)");
+        return Ok(None);
+    };
+    for _ in 0..5 {
+        let port = free_port().map_err(|e| e.to_string())?;
+        let dir = scratch_dir(&format!("varnish-{port}")).map_err(|e| e.to_string())?;
+        let log = fs::File::create(dir.join("varnishd.log")).map_err(|e| e.to_string())?;
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(&bin);
+        // -j none: no privilege separation, so it runs as whoever runs the benchmark
+        // and can write its scratch directory.
+        cmd.args(["-F", "-j", "none", "-t", "3600", "-s", "malloc,256m"])
+            .arg("-a")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-b")
+            .arg(backend.to_string())
+            .arg("-n")
+            .arg(&dir)
+            .stdout(log)
+            .stderr(log2);
+        let mut daemon = Daemon::spawn("varnishd", &mut cmd, dir).map_err(|e| e.to_string())?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline && !daemon.exited() {
+            if fetch(addr, "/page").await.is_ok_and(|r| r.status == 200) {
+                return Ok(Some((daemon, addr)));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let log = fs::read_to_string(daemon.dir.join("varnishd.log")).unwrap_or_default();
+        eprintln!("varnishd did not start on port {port}:\n{log}");
+    }
+    Err("varnishd did not start".to_owned())
+}
+
+// ---------------------------------------------------------------------------------
+// The servers: the same page from every configuration.
+// ---------------------------------------------------------------------------------
+
+const BODY_LEN: usize = 1024;
+const SMALL_LEN: usize = 100;
+
+fn body_of(len: usize) -> Bytes {
+    let unit = b"<li class=\"product\">Widget</li>\n";
+    Bytes::from(unit.iter().copied().cycle().take(len).collect::<Vec<u8>>())
+}
+
+static BODY: LazyLock<Bytes> = LazyLock::new(|| body_of(BODY_LEN));
+static SMALL: LazyLock<Bytes> = LazyLock::new(|| body_of(SMALL_LEN));
+
+/// How many times a cached handler's body ran: 0 during a run of hits, or the cache
+/// failed open (a lookup error or timeout) and served uncached.
+static HANDLER_RUNS: AtomicU64 = AtomicU64::new(0);
+
+fn page(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
+
+/// (a) The bare handler.
+async fn bare() -> Response {
+    page(BODY.clone())
+}
+
+/// (b) One Redis GET of the body.
+async fn one_get(State(mut conn): State<ConnectionManager>) -> Response {
+    match conn.get::<_, Vec<u8>>("bench:body").await {
+        Ok(body) => page(Bytes::from(body)),
+        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+    }
+}
+
+/// (c) Two sequential GETs: a version, then the entry at that version (the seed's
+/// design).
+async fn two_gets(State(mut conn): State<ConnectionManager>) -> Response {
+    let Ok(version) = conn.get::<_, u64>("bench:version").await else {
+        return StatusCode::BAD_GATEWAY.into_response();
+    };
+    match conn
+        .get::<_, Vec<u8>>(format!("bench:body:{version}"))
+        .await
+    {
+        Ok(body) => page(Bytes::from(body)),
+        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+    }
+}
+
+/// (d), (e) The bare handler, cached; the store is the router's `Cache` extension.
+#[cache_page(timeout = 3600, group = "bench")]
+async fn cached_page() -> Response {
+    HANDLER_RUNS.fetch_add(1, Ordering::Relaxed);
+    page(BODY.clone())
+}
+
+/// A 100-byte page, for the memory measurement.
+#[cache_page(timeout = 3600, group = "bench")]
+async fn cached_small() -> Response {
+    page(SMALL.clone())
+}
+
+async fn listen(router: Router) -> io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok(addr)
+}
+
+// ---------------------------------------------------------------------------------
+// HTTP/1.1 over a raw socket: the load client and one-off requests.
+// ---------------------------------------------------------------------------------
+
+/// A response read whole into a buffer: `buf[..total]`, head `buf[..head]`.
+struct Framed {
+    status: u16,
+    head: usize,
+    total: usize,
+}
+
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+fn content_length(head: &[u8]) -> Option<usize> {
+    head.split(|b| *b == b'\n').find_map(|line| {
+        let line = std::str::from_utf8(line).ok()?;
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse().ok())?
+    })
+}
+
+/// Reads one response with a `Content-Length` (all that the servers here send) into
+/// `buf`, which may already hold the start of it.
+async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Framed> {
+    loop {
+        if let Some(head) = find_head_end(buf) {
+            let bad = || io::Error::new(io::ErrorKind::InvalidData, "bad response head");
+            let status = std::str::from_utf8(buf.get(9..12).ok_or_else(bad)?)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(bad)?;
+            let total = head + content_length(&buf[..head]).ok_or_else(bad)?;
+            while buf.len() < total {
+                if stream.read_buf(buf).await? == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+            return Ok(Framed {
+                status,
+                head,
+                total,
+            });
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}
+
+struct Fetched {
+    status: u16,
+    head: String,
+    body_len: usize,
+}
+
+/// One GET on a new connection.
+async fn fetch(addr: SocketAddr, path: &str) -> io::Result<Fetched> {
+    let work = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut buf = Vec::with_capacity(4096);
+        let r = read_response(&mut stream, &mut buf).await?;
+        Ok(Fetched {
+            status: r.status,
+            head: String::from_utf8_lossy(&buf[..r.head]).to_ascii_lowercase(),
+            body_len: r.total - r.head,
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(5), work)
+        .await
+        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+}
+
+/// `--client <addr> <path> <hit|unique> <secs> <warmup> <conns>`: loads `addr` and
+/// prints `RESULT requests=.. rps=.. p50_us=.. p99_us=.. errors=..`.
+fn client_main(args: &[String]) -> i32 {
+    let [addr, path, mode, secs, warmup, conns] = args else {
+        eprintln!("usage: --client <addr> <path> <hit|unique> <secs> <warmup> <conns>");
+        return 2;
+    };
+    let (Ok(addr), Ok(secs), Ok(warmup), Ok(conns)) = (
+        addr.parse::<SocketAddr>(),
+        secs.parse::<f64>(),
+        warmup.parse::<f64>(),
+        conns.parse::<usize>(),
+    ) else {
+        eprintln!("--client: bad arguments {args:?}");
+        return 2;
+    };
+    let unique = mode == "unique";
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async move {
+        let warm_end = Instant::now() + Duration::from_secs_f64(warmup);
+        let end = warm_end + Duration::from_secs_f64(secs);
+        // Unique URLs differ across runs too, so that every run's requests miss.
+        let nonce = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let tasks: Vec<_> = (0..conns)
+            .map(|id| {
+                let path = if unique {
+                    format!("{path}?u={nonce}-{id}-")
+                } else {
+                    path.clone()
+                };
+                tokio::spawn(connection(addr, path, unique, warm_end, end))
+            })
+            .collect();
+        let mut latencies = Vec::new();
+        let mut errors = 0;
+        let mut sent = 0;
+        for task in tasks {
+            let (l, e, n) = task.await.expect("a connection task");
+            latencies.extend(l);
+            errors += e;
+            sent += n;
+        }
+        latencies.sort_unstable();
+        let pct = |p: usize| {
+            latencies
+                .get((latencies.len() * p / 100).min(latencies.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0)
+        };
+        println!(
+            "RESULT requests={} rps={:.1} p50_us={} p99_us={} errors={errors} sent={sent}",
+            latencies.len(),
+            latencies.len() as f64 / secs,
+            pct(50),
+            pct(99),
+        );
+    });
+    0
+}
+
+/// One keep-alive connection sending requests back to back until `end`; latencies
+/// (µs) of the requests started after `warm_end`, how many of those failed, and how
+/// many responses were read in all.
+async fn connection(
+    addr: SocketAddr,
+    path: String,
+    unique: bool,
+    warm_end: Instant,
+    end: Instant,
+) -> (Vec<u32>, u64, u64) {
+    let fixed = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes();
+    let mut request = Vec::with_capacity(256);
+    let mut latencies = Vec::with_capacity(1 << 16);
+    let mut errors = 0u64;
+    let mut buf = Vec::with_capacity(1 << 14);
+    let mut stream: Option<TcpStream> = None;
+    let mut n = 0u64;
+    let mut n_ok = 0u64;
+    loop {
+        let start = Instant::now();
+        if start >= end {
+            break;
+        }
+        if stream.is_none() {
+            match TcpStream::connect(addr).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    buf.clear();
+                    stream = Some(s);
+                }
+                Err(_) => {
+                    errors += u64::from(start >= warm_end);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            }
+        }
+        let Some(s) = stream.as_mut() else {
+            continue;
+        };
+        let bytes: &[u8] = if unique {
+            request.clear();
+            let _ = write!(
+                Bytes2(&mut request),
+                "GET {path}{n} HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+            );
+            &request
+        } else {
+            &fixed
+        };
+        n += 1;
+        let result = async {
+            s.write_all(bytes).await?;
+            read_response(s, &mut buf).await
+        }
+        .await;
+        let took = start.elapsed();
+        let measured = start >= warm_end;
+        match result {
+            Ok(r) => {
+                buf.drain(..r.total);
+                n_ok += 1;
+                if measured {
+                    if r.status == 200 {
+                        latencies.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            Err(_) => {
+                errors += u64::from(measured);
+                stream = None;
+            }
+        }
+    }
+    (latencies, errors, n_ok)
+}
+
+/// `fmt::Write` into a byte buffer.
+struct Bytes2<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Bytes2<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Measurements
+// ---------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Run {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    errors: u64,
+    handler_runs: u64,
+    /// Redis round trips of the configuration's store per request, if it has one.
+    trips: f64,
+}
+
+/// Loads `addr` from a separate process (this binary with `--client`).
+async fn load(
+    config: &Config,
+    path: &str,
+    secs: f64,
+    warmup: f64,
+    conns: usize,
+) -> Result<Run, String> {
+    let (addr, unique) = (config.addr, config.unique);
+    let trips_before = config.store.as_ref().map(RedisStore::round_trips);
+    let exe = env::current_exe().map_err(|e| e.to_string())?;
+    let child = tokio::process::Command::new(exe)
+        .arg("--client")
+        .arg(addr.to_string())
+        .arg(path)
+        .arg(if unique { "unique" } else { "hit" })
+        .arg(secs.to_string())
+        .arg(warmup.to_string())
+        .arg(conns.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("starting the load client: {e}"))?;
+    let runs_before = HANDLER_RUNS.load(Ordering::Relaxed);
+    let limit = Duration::from_secs_f64(secs + warmup + 30.0);
+    let output = tokio::time::timeout(limit, child.wait_with_output()).await;
+    let output = output
+        .map_err(|_| "the load client did not finish in time".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("RESULT "))
+        .ok_or_else(|| format!("the load client printed no result: {stdout}"))?;
+    let field = |name: &str| -> f64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    Ok(Run {
+        rps: field("rps"),
+        p50: field("p50_us"),
+        p99: field("p99_us"),
+        errors: field("errors") as u64,
+        handler_runs: HANDLER_RUNS.load(Ordering::Relaxed) - runs_before,
+        trips: match (&config.store, trips_before) {
+            (Some(store), Some(before)) => (store.round_trips() - before) as f64 / field("sent"),
+            _ => f64::NAN,
+        },
+    })
+}
+
+struct Config {
+    id: &'static str,
+    label: &'static str,
+    addr: SocketAddr,
+    unique: bool,
+    /// The configuration's `RedisStore`, whose round trips are counted.
+    store: Option<RedisStore>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The median run of several rounds: median req/s, median p50 and p99.
+#[derive(Debug, Clone, Default)]
+struct Summary {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    rounds: Vec<f64>,
+    errors: u64,
+    handler_runs: u64,
+    trips: f64,
+}
+
+fn summarize(runs: &[Run]) -> Summary {
+    Summary {
+        rps: median(runs.iter().map(|r| r.rps).collect()),
+        p50: median(runs.iter().map(|r| r.p50).collect()),
+        p99: median(runs.iter().map(|r| r.p99).collect()),
+        rounds: runs.iter().map(|r| r.rps).collect(),
+        errors: runs.iter().map(|r| r.errors).sum(),
+        handler_runs: runs.iter().map(|r| r.handler_runs).sum(),
+        trips: median(runs.iter().map(|r| r.trips).collect()),
+    }
+}
+
+/// Runs every configuration once per round, interleaved.
+async fn measure(
+    configs: &[Config],
+    rounds: usize,
+    secs: f64,
+    warmup: f64,
+    conns: usize,
+) -> Result<Vec<Summary>, String> {
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); configs.len()];
+    for round in 1..=rounds {
+        for (c, runs) in configs.iter().zip(&mut runs) {
+            let run = load(c, "/page", secs, warmup, conns).await?;
+            eprintln!(
+                "round {round}/{rounds}, {conns} conns, ({}) {:<40} {:>9} req/s  p50 {:>6} µs  p99 {:>6} µs  errors {}  handler runs {}  Redis round trips/request {}",
+                c.id,
+                c.label,
+                thousands(run.rps),
+                run.p50,
+                run.p99,
+                run.errors,
+                run.handler_runs,
+                if run.trips.is_nan() {
+                    "-".to_owned()
+                } else {
+                    format!("{:.2}", run.trips)
+                }
+            );
+            runs.push(run);
+        }
+    }
+    Ok(runs.iter().map(|r| summarize(r)).collect())
+}
+
+// ---------------------------------------------------------------------------------
+// Invalidation and memory
+// ---------------------------------------------------------------------------------
+
+/// Writes `from..to` pages of group `g` at `version`, where the `RedisStore` puts them.
+async fn fill(
+    conn: &mut ConnectionManager,
+    store: &RedisStore,
+    version: u64,
+    from: u64,
+    to: u64,
+    value: &[u8],
+) -> redis::RedisResult<()> {
+    const BATCH: u64 = 10_000;
+    let mut i = from;
+    while i < to {
+        let mut pipe = redis::pipe();
+        for j in i..(i + BATCH).min(to) {
+            let hash = hash_key("", &[("g", version)], &format!("127.0.0.1/items/{j}"));
+            pipe.cmd("SET")
+                .arg(store.page_key(&hash))
+                .arg(value)
+                .arg("EX")
+                .arg(3600)
+                .ignore();
+        }
+        let () = pipe.query_async(conn).await?;
+        i += BATCH;
+    }
+    Ok(())
+}
+
+/// The invalidation this crate replaces: SCAN for the pages, UNLINK what is found.
+async fn scan_delete(conn: &mut ConnectionManager, pattern: &str) -> redis::RedisResult<u64> {
+    let mut cursor = 0u64;
+    let mut deleted = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?;
+        if !keys.is_empty() {
+            let n: u64 = redis::cmd("UNLINK").arg(&keys).query_async(conn).await?;
+            deleted += n;
+        }
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
+    }
+}
+
+struct InvalidationRow {
+    pages: u64,
+    fill: Duration,
+    invalidate_median: Duration,
+    invalidate_p90: Duration,
+    scan_delete: Duration,
+    deleted: u64,
+}
+
+async fn invalidation(
+    conn: &mut ConnectionManager,
+    url: &str,
+    max_pages: u64,
+    calls: usize,
+    value: &[u8],
+) -> Result<Vec<InvalidationRow>, String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let store = RedisStore::builder(url)
+        .namespace("inval")
+        .command_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|x| e(&x))?;
+    let cache = Cache::builder(store.clone())
+        .timeout(Duration::from_secs(10))
+        .build();
+    let mut sizes: Vec<u64> = [100, 10_000, 100_000, 1_000_000]
+        .into_iter()
+        .filter(|s| *s < max_pages)
+        .collect();
+    sizes.push(max_pages);
+    let mut rows = Vec::new();
+    for pages in sizes {
+        let version = cache.group_version("g").await.map_err(|x| e(&x))?;
+        let t = Instant::now();
+        fill(conn, &store, version, 0, pages, value)
+            .await
+            .map_err(|x| e(&x))?;
+        let fill_time = t.elapsed();
+        let mut times = Vec::with_capacity(calls);
+        cache.invalidate_group("g").await.map_err(|x| e(&x))?; // loads the script
+        for _ in 0..calls {
+            let t = Instant::now();
+            cache.invalidate_group("g").await.map_err(|x| e(&x))?;
+            times.push(t.elapsed());
+        }
+        times.sort_unstable();
+        let t = Instant::now();
+        let deleted = scan_delete(conn, &format!("{}:page:*", store.namespace()))
+            .await
+            .map_err(|x| e(&x))?;
+        let row = InvalidationRow {
+            pages,
+            fill: fill_time,
+            invalidate_median: times[times.len() / 2],
+            invalidate_p90: times[times.len() * 9 / 10],
+            scan_delete: t.elapsed(),
+            deleted,
+        };
+        eprintln!(
+            "invalidation: {pages} pages (filled in {:.1} s): invalidate_group median {:.0} µs, p90 {:.0} µs; SCAN + UNLINK {:.1} ms ({deleted} deleted)",
+            row.fill.as_secs_f64(),
+            micros(row.invalidate_median),
+            micros(row.invalidate_p90),
+            row.scan_delete.as_secs_f64() * 1e3
+        );
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+struct MemoryRow {
+    path: &'static str,
+    body: usize,
+    value: u64,
+    entry_usage: u64,
+    version_usage: u64,
+    /// The stored value itself.
+    raw: Vec<u8>,
+}
+
+/// `MEMORY USAGE` of the entry the server at `addr` stored for `path`, and of the
+/// path and URL version keys every page has beside it.
+async fn page_memory(
+    conn: &mut ConnectionManager,
+    store: &RedisStore,
+    addr: SocketAddr,
+    path: &'static str,
+    body: usize,
+) -> Result<MemoryRow, String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let reply = fetch(addr, path).await.map_err(|x| e(&x))?;
+    if reply.status != 200 || reply.body_len != body {
+        return Err(format!("{path}: status {}", reply.status));
+    }
+    let groups = vec!["bench".to_owned()];
+    let key = format!("{addr}{path}");
+    let scopes = [Version::Path(path), Version::Url(path)];
+    let lookup = store
+        .lookup(PageKey {
+            prefix: "",
+            groups: &groups,
+            key: &key,
+            caller: None,
+            scopes: &scopes,
+        })
+        .await
+        .map_err(|x| e(&x))?;
+    if lookup.entry.is_none() {
+        return Err(format!(
+            "{path}: no entry at {}",
+            store.page_key(&lookup.hash)
+        ));
+    }
+    let page_key = store.page_key(&lookup.hash);
+    let usage = |key: String| {
+        redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(key)
+            .arg("SAMPLES")
+            .arg(0)
+            .clone()
+    };
+    let entry_usage: u64 = usage(page_key.clone())
+        .query_async(conn)
+        .await
+        .map_err(|x| e(&x))?;
+    let raw: Vec<u8> = conn.get(&page_key).await.map_err(|x| e(&x))?;
+    let mut version_usage = 0;
+    for v in scopes {
+        let n: Option<u64> = usage(store.version_key(v))
+            .query_async(conn)
+            .await
+            .map_err(|x| e(&x))?;
+        version_usage += n.unwrap_or(0);
+    }
+    Ok(MemoryRow {
+        path,
+        body,
+        value: raw.len() as u64,
+        raw,
+        entry_usage,
+        version_usage,
+    })
+}
+
+// ---------------------------------------------------------------------------------
+// The report
+// ---------------------------------------------------------------------------------
+
+fn thousands(x: f64) -> String {
+    if !x.is_finite() {
+        return "n/a".to_owned();
+    }
+    let digits = format!("{:.0}", x);
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "FAIL" }
+}
+
+fn machine() -> String {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|(_, v)| v.trim())
+        })
+        .unwrap_or("unknown CPU")
+        .to_owned();
+    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or_else(
+            || "?".to_owned(),
+            |kb| format!("{:.1}", kb / 1024.0 / 1024.0),
+        );
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{cores} cores ({cpu}), {mem_gib} GiB memory, Linux {}",
+        kernel.trim()
+    )
+}
+
+fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd).args(args).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (!text.is_empty()).then_some(text)
+}
+
+macro_rules! out {
+    ($s:expr, $($t:tt)*) => {{ let _ = writeln!($s, $($t)*); }};
+}
+
+// ---------------------------------------------------------------------------------
+// main
+// ---------------------------------------------------------------------------------
+
+fn main() {
+    let args: Vec<String> = env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "--client") {
+        std::process::exit(client_main(&args[1..]));
+    }
+    if !args.iter().any(|a| a == "--bench") {
+        // `cargo test --benches` runs bench targets without `--bench`: this one takes
+        // minutes and starts servers, so it only runs under `cargo bench`.
+        println!(
+            "load benchmark skipped: run it with `cargo bench -p cache-page-tests --bench load`"
+        );
+        return;
+    }
+    let opts = Options::parse(&args);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let code = rt.block_on(async {
+        // On Ctrl-C the run is dropped, and with it the guards of every process it
+        // started (the load client is killed on drop).
+        tokio::select! {
+            result = run(opts) => match result {
+                Ok(()) => 0,
+                Err(err) => {
+                    eprintln!("benchmark failed: {err}");
+                    1
+                }
+            },
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("interrupted");
+                130
+            }
+        }
+    });
+    drop(rt);
+    std::process::exit(code);
+}
+
+async fn run(opts: Options) -> Result<(), String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let started = Instant::now();
+    eprintln!("options: {opts:?}");
+
+    let (redis_server, redis_port) = start_redis()?;
+    let url = format!("redis://127.0.0.1:{redis_port}/");
+    eprintln!("redis-server on 127.0.0.1:{redis_port}");
+    let client = redis::Client::open(url.as_str()).map_err(|x| e(&x))?;
+    let mut admin = client
+        .get_connection_manager_with_config(
+            ConnectionManagerConfig::new().set_response_timeout(Some(Duration::from_secs(60))),
+        )
+        .await
+        .map_err(|x| e(&x))?;
+    let () = admin
+        .set("bench:body", BODY.as_ref())
+        .await
+        .map_err(|x| e(&x))?;
+    let () = admin.set("bench:version", 1).await.map_err(|x| e(&x))?;
+    let () = admin
+        .set("bench:body:1", BODY.as_ref())
+        .await
+        .map_err(|x| e(&x))?;
+    let handler_conn = client.get_connection_manager().await.map_err(|x| e(&x))?;
+
+    let bare_addr = listen(Router::new().route("/page", get(bare)))
+        .await
+        .map_err(|x| e(&x))?;
+    let one_addr = listen(
+        Router::new()
+            .route("/page", get(one_get))
+            .with_state(handler_conn.clone()),
+    )
+    .await
+    .map_err(|x| e(&x))?;
+    let two_addr = listen(
+        Router::new()
+            .route("/page", get(two_gets))
+            .with_state(handler_conn),
+    )
+    .await
+    .map_err(|x| e(&x))?;
+    // Each cached configuration has a server and a store of its own, so that the miss
+    // runs neither evict nor slow the hit runs' pages, and round trips are counted
+    // per configuration.
+    let redis_store = |namespace: &str, pipelined: bool| {
+        RedisStore::builder(url.as_str())
+            .namespace(namespace)
+            .pipelined_hits(pipelined)
+            .build()
+            .map_err(|x| e(&x))
+    };
+    let cached_router = |cache: Cache| {
+        Router::new()
+            .route("/page", get(cached_page))
+            .route("/small", get(cached_small))
+            .layer(Extension(cache))
+    };
+    let hit_store = redis_store("bench", true)?;
+    let seed_store = redis_store("bench-seed", false)?;
+    let miss_store = redis_store("bench-miss", true)?;
+    let redis_addr = listen(cached_router(Cache::new(hit_store.clone())))
+        .await
+        .map_err(|x| e(&x))?;
+    let seed_addr = listen(cached_router(Cache::new(seed_store.clone())))
+        .await
+        .map_err(|x| e(&x))?;
+    let redis_miss_addr = listen(cached_router(Cache::new(miss_store.clone())))
+        .await
+        .map_err(|x| e(&x))?;
+    let memory_addr = listen(cached_router(Cache::new(MemoryStore::new())))
+        .await
+        .map_err(|x| e(&x))?;
+    let memory_miss_addr = listen(cached_router(Cache::new(MemoryStore::new())))
+        .await
+        .map_err(|x| e(&x))?;
+    let varnish = start_varnish(bare_addr).await?;
+
+    // Every server answers 200 with the page; the cached ones serve hits.
+    let mut warnings = Vec::new();
+    let config = |id, label, addr, unique, store: Option<&RedisStore>| Config {
+        id,
+        label,
+        addr,
+        unique,
+        store: store.cloned(),
+    };
+    let mut configs = vec![
+        config("a", "bare axum handler", bare_addr, false, None),
+        config("b", "handler doing one Redis GET", one_addr, false, None),
+        config("c", "two sequential Redis GETs", two_addr, false, None),
+        config(
+            "d",
+            "cache-page hit, RedisStore",
+            redis_addr,
+            false,
+            Some(&hit_store),
+        ),
+        config(
+            "d2",
+            "cache-page hit, RedisStore, pipelined_hits(false)",
+            seed_addr,
+            false,
+            Some(&seed_store),
+        ),
+        config("e", "cache-page hit, MemoryStore", memory_addr, false, None),
+    ];
+    if let Some((_, addr)) = &varnish {
+        configs.push(config("f", "Varnish in front of (a)", *addr, false, None));
+    }
+    let n_hit = configs.len();
+    configs.extend([
+        config("a′", "bare handler, unique URLs", bare_addr, true, None),
+        config(
+            "d′",
+            "cache-page miss, RedisStore",
+            redis_miss_addr,
+            true,
+            Some(&miss_store),
+        ),
+        config(
+            "e′",
+            "cache-page miss, MemoryStore",
+            memory_miss_addr,
+            true,
+            None,
+        ),
+    ]);
+    for Config {
+        id, label, addr, ..
+    } in &configs[..n_hit]
+    {
+        let mut last = None;
+        for _ in 0..3 {
+            last = Some(
+                fetch(*addr, "/page")
+                    .await
+                    .map_err(|x| format!("({id}): {x}"))?,
+            );
+        }
+        let last = last.expect("fetched");
+        if last.status != 200 || last.body_len != BODY_LEN {
+            return Err(format!(
+                "({id}) {label}: status {}, {} bytes",
+                last.status, last.body_len
+            ));
+        }
+        let hit = match *id {
+            "d" | "d2" | "e" => last.head.contains("cache-status: cache-page; hit"),
+            "f" => last
+                .head
+                .lines()
+                .any(|l| l.starts_with("x-varnish:") && l.split_whitespace().count() == 3),
+            _ => true,
+        };
+        if !hit {
+            warnings.push(format!(
+                "({id}) {label}: the page was not served from the cache:\n{}",
+                last.head
+            ));
+        }
+    }
+    for w in &warnings {
+        eprintln!("WARNING: {w}");
+    }
+
+    if !opts.only.is_empty() {
+        configs.retain(|c| opts.only.iter().any(|id| id == c.id));
+    }
+    let n_hit = configs.iter().filter(|c| !c.unique).count();
+    let loaded = measure(&configs, opts.rounds, opts.secs, opts.warmup, opts.conns).await?;
+    let seq_secs = (opts.secs * 2.0 / 3.0).max(1.0);
+    let single = measure(&configs, 1, seq_secs, opts.warmup.min(0.5), 1).await?;
+
+    let memory = vec![
+        page_memory(&mut admin, &hit_store, redis_addr, "/page", BODY_LEN).await?,
+        page_memory(&mut admin, &hit_store, redis_addr, "/small", SMALL_LEN).await?,
+    ];
+    let redis_version = redis::cmd("INFO")
+        .arg("server")
+        .query_async::<String>(&mut admin)
+        .await
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("redis_version:").map(str::to_owned))
+        })
+        .unwrap_or_default();
+
+    // The load runs left hundreds of thousands of miss pages: start the invalidation
+    // part on an empty server, so SCAN walks the pages of the group only.
+    let () = redis::cmd("FLUSHALL")
+        .query_async(&mut admin)
+        .await
+        .map_err(|x| e(&x))?;
+    // The group is filled with copies of the 100-byte page as the store wrote it.
+    let inval = invalidation(
+        &mut admin,
+        &url,
+        opts.max_pages,
+        opts.invalidations,
+        &memory[1].raw,
+    )
+    .await?;
+
+    drop(varnish);
+    drop(redis_server);
+
+    // ---- the report ----
+    let by_id = |id: &str, set: &[Summary]| -> Option<Summary> {
+        configs
+            .iter()
+            .position(|c| c.id == id)
+            .map(|i| set[i].clone())
+    };
+    let rps = |id: &str| by_id(id, &loaded).map_or(f64::NAN, |s| s.rps);
+    let mut r = String::new();
+    let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default();
+    out!(r, "");
+    out!(r, "## Results");
+    out!(r, "");
+    out!(r, "- Date: {date}");
+    out!(r, "- Machine: {}", machine());
+    out!(
+        r,
+        "- Redis {redis_version}; {}",
+        command_output("varnishd", &["-V"])
+            .or_else(|| {
+                // varnishd -V prints on stderr.
+                let o = Command::new("varnishd").arg("-V").output().ok()?;
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .next()
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| "Varnish not installed".to_owned())
+    );
+    out!(
+        r,
+        "- Load: {} keep-alive HTTP/1.1 connections from a separate process; {} rounds of {} s per configuration after {} s of warm-up, interleaved; 1 KiB body",
+        opts.conns,
+        opts.rounds,
+        opts.secs,
+        opts.warmup
+    );
+    out!(r, "");
+    out!(
+        r,
+        "### Hits, {} connections (median of {} rounds)",
+        opts.conns,
+        opts.rounds
+    );
+    out!(r, "");
+    out!(
+        r,
+        "| | configuration | req/s | × bare | p50 µs | p99 µs | req/s of each round | Redis round trips per request | errors |"
+    );
+    out!(r, "|---|---|---:|---:|---:|---:|---|---:|---:|");
+    let bare_rps = rps("a");
+    for (c, s) in configs.iter().zip(&loaded).take(n_hit) {
+        out!(
+            r,
+            "| {} | {} | {} | {:.2} | {:.0} | {:.0} | {} | {} | {} |",
+            c.id,
+            c.label,
+            thousands(s.rps),
+            s.rps / bare_rps,
+            s.p50,
+            s.p99,
+            s.rounds
+                .iter()
+                .map(|x| thousands(*x))
+                .collect::<Vec<_>>()
+                .join(" / "),
+            trips(c, s),
+            s.errors
+        );
+    }
+    if varnish_missing(&configs) {
+        out!(
+            r,
+            "| f | Varnish | skipped: varnishd not found (apt-get install varnish) | | | | | | |"
+        );
+    }
+    out!(r, "");
+    out!(r, "| ratio | measured | target | |");
+    out!(r, "|---|---:|---|---|");
+    let ea = rps("e") / rps("a");
+    let db = rps("d") / rps("b");
+    let df = rps("d") / rps("f");
+    out!(
+        r,
+        "| e/a in-process hit ÷ bare handler | {ea:.2} | ≥ 0.90 | {} |",
+        verdict(ea >= 0.9)
+    );
+    out!(
+        r,
+        "| d/b Redis hit ÷ one Redis GET | {db:.2} | ≥ 0.95 | {} |",
+        verdict(db >= 0.95)
+    );
+    if df.is_finite() {
+        out!(
+            r,
+            "| d/f Redis hit ÷ Varnish hit | {df:.2} | ≥ 1.30 | {} |",
+            verdict(df >= 1.3)
+        );
+    } else {
+        out!(
+            r,
+            "| d/f Redis hit ÷ Varnish hit | n/a | ≥ 1.30 | skipped (no varnishd) |"
+        );
+    }
+    out!(
+        r,
+        "| d/d2 one round trip ÷ version-then-entry, both cache-page | {:.2} | | |",
+        rps("d") / rps("d2")
+    );
+    out!(
+        r,
+        "| b/a one Redis GET ÷ bare | {:.2} | (issue: 0.69) | baseline |",
+        rps("b") / rps("a")
+    );
+    out!(
+        r,
+        "| c/a two GETs ÷ bare | {:.2} | (issue: 0.52) | baseline |",
+        rps("c") / rps("a")
+    );
+    if let Some(f) = by_id("f", &loaded) {
+        out!(
+            r,
+            "| f/a Varnish ÷ bare | {:.2} | (issue: 0.49) | baseline |",
+            f.rps / rps("a")
+        );
+    }
+    let fail_open: u64 = ["d", "e"]
+        .iter()
+        .filter_map(|id| by_id(id, &loaded))
+        .map(|s| s.handler_runs)
+        .sum();
+    out!(r, "");
+    out!(
+        r,
+        "The cached handler ran {fail_open} times during the hit runs (0: every request was a hit)."
+    );
+
+    out!(r, "");
+    out!(
+        r,
+        "### Latency at 1 connection (one run of {seq_secs} s each)"
+    );
+    out!(r, "");
+    out!(
+        r,
+        "| | configuration | req/s | p50 µs | p99 µs | p50 − bare's | Redis round trips per request |"
+    );
+    out!(r, "|---|---|---:|---:|---:|---:|---:|");
+    let single_bare = by_id("a", &single).map_or(f64::NAN, |s| s.p50);
+    let single_bare_unique = by_id("a′", &single).map_or(f64::NAN, |s| s.p50);
+    for (c, s) in configs.iter().zip(&single) {
+        let base = if c.unique {
+            single_bare_unique
+        } else {
+            single_bare
+        };
+        out!(
+            r,
+            "| {} | {} | {} | {:.0} | {:.0} | {:+.0} | {} |",
+            c.id,
+            c.label,
+            thousands(s.rps),
+            s.p50,
+            s.p99,
+            s.p50 - base,
+            trips(c, s)
+        );
+    }
+
+    out!(r, "");
+    out!(
+        r,
+        "### Miss path: every request a new URL ({} connections, median of {} rounds)",
+        opts.conns,
+        opts.rounds
+    );
+    out!(r, "");
+    out!(
+        r,
+        "| | configuration | req/s | × bare | p50 µs | p99 µs | machine time per request over bare | Redis round trips per request | errors |"
+    );
+    out!(r, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    let miss_bare = rps("a′");
+    for (c, s) in configs.iter().zip(&loaded).skip(n_hit) {
+        out!(
+            r,
+            "| {} | {} | {} | {:.2} | {:.0} | {:.0} | {:+.1} µs | {} | {} |",
+            c.id,
+            c.label,
+            thousands(s.rps),
+            s.rps / miss_bare,
+            s.p50,
+            s.p99,
+            (1.0 / s.rps - 1.0 / miss_bare) * 1e6,
+            trips(c, s),
+            s.errors
+        );
+    }
+    let rtt = by_id("b", &single).map_or(f64::NAN, |s| s.p50) - single_bare;
+    let miss_over = by_id("d′", &single).map_or(f64::NAN, |s| s.p50) - single_bare_unique;
+    let miss_trips = by_id("d′", &single).map_or(f64::NAN, |s| s.trips);
+    out!(r, "");
+    out!(
+        r,
+        "At 1 connection a Redis miss adds {miss_over:.0} µs to the bare handler's p50 and makes {miss_trips:.1} round trips to Redis; one round trip from a handler adds {rtt:.0} µs (b − a)."
+    );
+
+    out!(r, "");
+    out!(
+        r,
+        "### `invalidate_group` as the group grows (median of {} calls) vs SCAN + UNLINK of the same pages",
+        opts.invalidations
+    );
+    out!(r, "");
+    out!(
+        r,
+        "| pages in the group | invalidate_group p50 | p90 | SCAN MATCH + UNLINK (once) | pages deleted |"
+    );
+    out!(r, "|---:|---:|---:|---:|---:|");
+    for row in &inval {
+        out!(
+            r,
+            "| {} | {:.0} µs | {:.0} µs | {:.1} ms | {} |",
+            thousands(row.pages as f64),
+            micros(row.invalidate_median),
+            micros(row.invalidate_p90),
+            row.scan_delete.as_secs_f64() * 1e3,
+            thousands(row.deleted as f64)
+        );
+    }
+    if let (Some(first), Some(last)) = (inval.first(), inval.last()) {
+        let ratio = micros(last.invalidate_median) / micros(first.invalidate_median);
+        let scan_ratio = last.scan_delete.as_secs_f64() / first.scan_delete.as_secs_f64();
+        out!(r, "");
+        out!(
+            r,
+            "invalidate_group at {} pages ÷ at {} pages: **{ratio:.2}** (target ≤ 1.2: {}); SCAN + UNLINK: {scan_ratio:.0}×.",
+            thousands(last.pages as f64),
+            thousands(first.pages as f64),
+            verdict(ratio <= 1.2)
+        );
+    }
+
+    out!(r, "");
+    out!(r, "### Memory in Redis per cached page");
+    out!(r, "");
+    out!(
+        r,
+        "| page | body | stored value (STRLEN) | MEMORY USAGE of the entry | ÷ body | + its path and URL version keys | total ÷ body |"
+    );
+    out!(r, "|---|---:|---:|---:|---:|---:|---:|");
+    for m in &memory {
+        out!(
+            r,
+            "| {} | {} B | {} B | {} B | {:.2} | {} B | {:.2} |",
+            m.path,
+            m.body,
+            m.value,
+            m.entry_usage,
+            m.entry_usage as f64 / m.body as f64,
+            m.version_usage,
+            (m.entry_usage + m.version_usage) as f64 / m.body as f64
+        );
+    }
+    for w in &warnings {
+        out!(r, "");
+        out!(r, "WARNING: {w}");
+    }
+    out!(r, "");
+    out!(r, "Total time: {:.0} s.", started.elapsed().as_secs_f64());
+    println!("{r}");
+    Ok(())
+}
+
+/// Round trips per request: counted for cache-page on Redis, by construction for the
+/// handlers doing their own GETs.
+fn trips(c: &Config, s: &Summary) -> String {
+    match (&c.store, c.id) {
+        (Some(_), _) => format!("{:.2}", s.trips),
+        (None, "b") => "1".to_owned(),
+        (None, "c") => "2".to_owned(),
+        _ => String::new(),
+    }
+}
+
+fn varnish_missing(configs: &[Config]) -> bool {
+    !configs.iter().any(|c| c.id == "f")
+}
