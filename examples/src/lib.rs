@@ -1,4 +1,7 @@
-//! Pieces shared by the cache-page examples: logging set-up and a listener.
+//! Pieces shared by the cache-page examples: logging set-up, a listener, and the
+//! [`catalogue`] app that `examples/catalogue.rs` serves.
+
+pub mod catalogue;
 
 use std::net::SocketAddr;
 
