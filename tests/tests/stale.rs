@@ -1,0 +1,208 @@
+//! `grace`: a page past its timeout is served at once while one background request
+//! refreshes it (stale-while-revalidate), and goes on being served while refreshes
+//! fail (stale-if-error).
+//!
+//! The refresh's handler is held on a semaphore the test opens, so "served at once"
+//! is shown without timing: the stale page comes back while the handler cannot run.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Extension, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get,
+};
+use cache_page_runtime::{Cache, cache_page, hash_key};
+use cache_page_tests::{Hits, RedisServer, Reply, both_stores, eventually, fetch, memory_cache};
+use tokio::sync::Semaphore;
+
+#[derive(Clone)]
+struct Origin {
+    runs: Hits,
+    /// Runs after the first wait for a permit.
+    gate: Arc<Semaphore>,
+}
+
+#[cache_page(timeout = 1, grace = 30)]
+async fn refreshed(State(origin): State<Origin>) -> String {
+    let n = origin.runs.bump();
+    if n > 1 {
+        origin
+            .gate
+            .acquire()
+            .await
+            .expect("the gate is open")
+            .forget();
+    }
+    format!("run {n}")
+}
+
+/// Fails every run after the first.
+#[cache_page(timeout = 1, grace = 30)]
+async fn failing(State(origin): State<Origin>) -> impl IntoResponse {
+    match origin.runs.bump() {
+        1 => (StatusCode::OK, "good run 1".to_owned()),
+        n => (StatusCode::INTERNAL_SERVER_ERROR, format!("failed run {n}")),
+    }
+}
+
+fn app(cache: &Cache, origin: &Origin) -> Router {
+    Router::new()
+        .route("/refreshed", get(refreshed))
+        .route("/failing", get(failing))
+        .with_state(origin.clone())
+        .layer(Extension(cache.clone()))
+}
+
+fn origin() -> Origin {
+    Origin {
+        runs: Hits::new(),
+        gate: Arc::new(Semaphore::new(0)),
+    }
+}
+
+/// The `ttl` of a hit: the timeout less the age; 0 or less once stale.
+fn ttl(reply: &Reply) -> i64 {
+    let status = reply.cache_status();
+    status
+        .strip_prefix("cache-page; hit; ttl=")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("not a hit: {status:?}"))
+}
+
+fn assert_served(reply: &Reply, body: &str) {
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.text(), body);
+}
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+async fn a_stale_page_is_served_while_one_request_refreshes_it(cache: Cache) {
+    let origin = origin();
+    let app = app(&cache, &origin);
+    let first = fetch(&app, "/refreshed").await;
+    assert_eq!(
+        first.cache_status(),
+        "cache-page; fwd=uri-miss; stored; ttl=1"
+    );
+    assert_served(&first, "run 1");
+
+    // Until the page goes stale, then while its refresh is held: the stored page.
+    eventually(
+        PATIENCE,
+        "the page went stale and a refresh started",
+        async || {
+            assert_served(&fetch(&app, "/refreshed").await, "run 1");
+            origin.runs.get() == 2
+        },
+    )
+    .await;
+    for _ in 0..5 {
+        let stale = fetch(&app, "/refreshed").await;
+        assert_served(&stale, "run 1");
+        assert!(ttl(&stale) <= 0, "{:?}", stale.cache_status());
+        let age: u64 = stale
+            .header("age")
+            .and_then(|a| a.parse().ok())
+            .expect("Age");
+        assert!(age >= 1, "a stale page with Age {age}");
+    }
+    assert_eq!(origin.runs.get(), 2, "more than one refresh ran");
+
+    // Let the refresh run, and wait (without requests) until it stored its page.
+    origin.gate.add_permits(1);
+    let hash = hash_key("", &[], "/refreshed");
+    eventually(PATIENCE, "the refresh stored its page", async || {
+        let entry = cache.store().get(&hash).await.expect("the store answers");
+        entry.is_some_and(|e| e.body == "run 2")
+    })
+    .await;
+    let fresh = fetch(&app, "/refreshed").await;
+    assert_served(&fresh, "run 2");
+    assert!(ttl(&fresh) > 0, "{:?}", fresh.cache_status());
+    assert_eq!(
+        origin.runs.get(),
+        2,
+        "the handler ran {} times",
+        origin.runs.get()
+    );
+}
+
+/// A request that read the stale page just before the refresh stored the new one,
+/// and asks to refresh just after that refresh ended, must not start another.
+async fn a_request_racing_the_end_of_a_refresh_does_not_refresh_again(cache: Cache) {
+    let origin = origin();
+    let app = app(&cache, &origin);
+    assert_served(&fetch(&app, "/refreshed").await, "run 1");
+    eventually(
+        PATIENCE,
+        "the page went stale and a refresh started",
+        async || {
+            assert_served(&fetch(&app, "/refreshed").await, "run 1");
+            origin.runs.get() == 2
+        },
+    )
+    .await;
+    // Requests right as the refresh is let go: the first looks up while it stores.
+    origin.gate.add_permits(1);
+    eventually(PATIENCE, "the refreshed page is served", async || {
+        let reply = fetch(&app, "/refreshed").await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert!(
+            ["run 1", "run 2"].contains(&reply.text().as_str()),
+            "{}",
+            reply.text()
+        );
+        reply.text() == "run 2"
+    })
+    .await;
+    assert_eq!(
+        origin.runs.get(),
+        2,
+        "the handler ran {} times",
+        origin.runs.get()
+    );
+}
+
+async fn a_failed_refresh_leaves_the_stale_page_served(cache: Cache) {
+    let origin = origin();
+    let app = app(&cache, &origin);
+    assert_served(&fetch(&app, "/failing").await, "good run 1");
+    eventually(
+        PATIENCE,
+        "the page went stale and a refresh failed",
+        async || {
+            assert_served(&fetch(&app, "/failing").await, "good run 1");
+            origin.runs.get() >= 2
+        },
+    )
+    .await;
+    // Every later request may start another refresh; each fails, none is served.
+    let runs = origin.runs.get();
+    eventually(PATIENCE, "another refresh failed", async || {
+        let reply = fetch(&app, "/failing").await;
+        assert_served(&reply, "good run 1");
+        assert!(reply.is_hit(), "{:?}", reply.cache_status());
+        origin.runs.get() > runs
+    })
+    .await;
+    for _ in 0..5 {
+        assert_served(&fetch(&app, "/failing").await, "good run 1");
+    }
+}
+
+both_stores!(
+    a_stale_page_is_served_while_one_request_refreshes_it,
+    a_failed_refresh_leaves_the_stale_page_served,
+);
+
+#[tokio::test]
+async fn a_request_racing_the_end_of_a_refresh_does_not_refresh_again_memory() {
+    a_request_racing_the_end_of_a_refresh_does_not_refresh_again(memory_cache()).await;
+}
+
+#[ignore = "runtime bug: lookup_and_serve starts a stale refresh without checking that one landed since its lookup (serve.rs:159)"]
+#[tokio::test]
+async fn a_request_racing_the_end_of_a_refresh_does_not_refresh_again_redis() {
+    let server = RedisServer::start();
+    let cache = server.cache("racing_refresh");
+    a_request_racing_the_end_of_a_refresh_does_not_refresh_again(cache).await;
+}
