@@ -236,7 +236,7 @@ impl Cache {
         request: &Parts,
     ) -> Result<bool, Error> {
         let prefix = config.prefix.resolve(request);
-        let groups: Vec<String> = config.groups.iter().map(|g| g.resolve(request)).collect();
+        let groups = config.resolve_groups(request);
         let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
         self.invalidate_key(&prefix, &groups, &(config.key)(request))
             .await

@@ -1,6 +1,6 @@
 //! `PageConfig`: everything the attribute says about a handler, as a value.
 
-use std::fmt;
+use std::{borrow::Cow, fmt};
 
 use http::request::Parts;
 
@@ -24,6 +24,9 @@ pub struct PageConfig {
     pub(crate) timeout: Timeout,
     pub(crate) key: Box<dyn KeyFn>,
     pub(crate) groups: Vec<Part>,
+    /// The groups as strings when none is computed: then a request needs not build
+    /// them.
+    pub(crate) fixed_groups: Option<Vec<String>>,
     pub(crate) prefix: Part,
     pub(crate) store: Option<&'static str>,
     pub(crate) statuses: Vec<u16>,
@@ -68,10 +71,10 @@ impl fmt::Debug for Part {
 }
 
 impl Part {
-    pub(crate) fn resolve(&self, parts: &Parts) -> String {
+    pub(crate) fn resolve(&self, parts: &Parts) -> Cow<'static, str> {
         match self {
-            Part::Fixed(s) => (*s).to_owned(),
-            Part::Computed(f) => f(parts),
+            Part::Fixed(s) => Cow::Borrowed(s),
+            Part::Computed(f) => Cow::Owned(f(parts)),
         }
     }
 }
@@ -156,6 +159,7 @@ impl PageConfig {
             timeout: timeout.into_timeout(),
             key: Box::new(default_key),
             groups: Vec::new(),
+            fixed_groups: Some(Vec::new()),
             prefix: Part::Fixed(""),
             store: None,
             statuses: vec![200],
@@ -175,13 +179,30 @@ impl PageConfig {
     /// Adds a fixed group.
     pub fn group(mut self, group: &'static str) -> Self {
         self.groups.push(Part::Fixed(group));
+        if let Some(fixed) = &mut self.fixed_groups {
+            fixed.push(group.to_owned());
+        }
         self
     }
 
     /// Adds a group computed from the request, such as one per tenant.
     pub fn group_fn(mut self, group: impl KeyFn) -> Self {
         self.groups.push(Part::Computed(Box::new(group)));
+        self.fixed_groups = None;
         self
+    }
+
+    /// The groups of a request.
+    pub(crate) fn resolve_groups(&self, parts: &Parts) -> Cow<'_, [String]> {
+        match &self.fixed_groups {
+            Some(fixed) => Cow::Borrowed(fixed),
+            None => Cow::Owned(
+                self.groups
+                    .iter()
+                    .map(|g| g.resolve(parts).into_owned())
+                    .collect(),
+            ),
+        }
     }
 
     /// A fixed prefix.

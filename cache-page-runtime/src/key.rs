@@ -7,8 +7,6 @@
 //! mistaken for a separator) and hashed with md5. [`hash_key`] is that function; an
 //! operator can call it to find the entry of a page by hand.
 
-use std::fmt::Write as _;
-
 use http::request::Parts;
 use md5::{Digest, Md5};
 
@@ -131,6 +129,11 @@ fn push_query(out: &mut String, query: Option<&str>, keep: impl Fn(&str) -> bool
     let Some(query) = query.filter(|q| !q.is_empty()) else {
         return;
     };
+    if is_canonical(query) && query.split('&').all(|pair| keep(name_of(pair))) {
+        out.push('?');
+        out.push_str(query);
+        return;
+    }
     let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
         .filter(|(name, _)| keep(name))
         .map(|(n, v)| (n.into_owned(), v.into_owned()))
@@ -144,6 +147,44 @@ fn push_query(out: &mut String, query: Option<&str>, keep: impl Fn(&str) -> bool
     let mut ser = form_urlencoded::Serializer::for_suffix(std::mem::take(out), start);
     ser.extend_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     *out = ser.finish();
+}
+
+/// Whether `query` is already what [`push_query`] would write for it: only bytes the
+/// serializer keeps as they are, every pair `name=value` (one `=`), names in order.
+/// Most real queries are, and then nothing needs parsing or allocating.
+fn is_canonical(query: &str) -> bool {
+    let kept = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'*' | b'-' | b'.' | b'_');
+    let bytes = query.as_bytes();
+    let mut previous: &[u8] = &[];
+    let mut at = 0;
+    loop {
+        let start = at;
+        let mut equals = None;
+        while at < bytes.len() && bytes[at] != b'&' {
+            match bytes[at] {
+                b'=' if equals.is_none() => equals = Some(at),
+                b if kept(b) => {}
+                _ => return false,
+            }
+            at += 1;
+        }
+        let Some(equals) = equals else {
+            return false;
+        };
+        let name = &bytes[start..equals];
+        if name < previous {
+            return false;
+        }
+        previous = name;
+        if at == bytes.len() {
+            return true;
+        }
+        at += 1;
+    }
+}
+
+fn name_of(pair: &str) -> &str {
+    pair.split_once('=').map_or(pair, |(name, _)| name)
 }
 
 /// Hashes a page's identity into the name of its entry: the md5, in lowercase hex, of
@@ -181,10 +222,10 @@ pub(crate) fn page_hash(
     caller: Option<&str>,
 ) -> String {
     let mut hasher = Md5::new();
-    let mut w = HashWriter(&mut hasher);
-    write_preimage(&mut w, prefix, groups, key);
+    write_preimage(&mut hasher, prefix, groups, key);
     if let Some(caller) = caller {
-        let _ = write!(w, "6:caller,{}:{},", caller.len(), caller);
+        put_field(&mut hasher, b"caller");
+        put_field(&mut hasher, caller.as_bytes());
     }
     hex(&hasher.finalize())
 }
@@ -195,17 +236,18 @@ pub(crate) fn page_hash(
 /// preimage starts with a digit.
 pub(crate) fn variant_hash(base: &str, nonce: u64, headers: &[(&str, Option<String>)]) -> String {
     let mut hasher = Md5::new();
-    let mut w = HashWriter(&mut hasher);
-    let _ = write!(w, "variant,{}:{},{},", base.len(), base, nonce);
+    hasher.put(b"variant,");
+    put_field(&mut hasher, base.as_bytes());
+    put_number(&mut hasher, nonce);
+    hasher.put(b",");
     for (name, value) in headers {
-        let _ = write!(w, "{}:{},", name.len(), name);
+        put_field(&mut hasher, name.as_bytes());
         match value {
             Some(v) => {
-                let _ = write!(w, "1{}:{},", v.len(), v);
+                hasher.put(b"1");
+                put_field(&mut hasher, v.as_bytes());
             }
-            None => {
-                let _ = write!(w, "0,");
-            }
+            None => hasher.put(b"0,"),
         }
     }
     hex(&hasher.finalize())
@@ -228,37 +270,69 @@ pub(crate) fn canonical_url(path: &str, query: Option<&str>) -> String {
 /// The exact byte string [`hash_key`] hashes: `prefix`, the number of groups, each
 /// group's name and version, and `key`, each as a netstring `<length>:<bytes>,`.
 pub fn key_preimage(prefix: &str, groups: &[(&str, u64)], key: &str) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_preimage(&mut out, prefix, groups, key);
-    out
+    // Only `str`s and ASCII digits were written.
+    String::from_utf8_lossy(&out).into_owned()
 }
 
-fn write_preimage(out: &mut impl std::fmt::Write, prefix: &str, groups: &[(&str, u64)], key: &str) {
-    // Writing to a String or to a hasher cannot fail, so the results are ignored.
-    let _ = write!(out, "{}:{},", prefix.len(), prefix);
-    let count = groups.len().to_string();
-    let _ = write!(out, "{}:{},", count.len(), count);
+/// Where a preimage is written: a hasher, or a buffer for [`key_preimage`].
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Md5 {
+    fn put(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Writes `n` in decimal, without allocating.
+fn put_number(out: &mut impl Sink, n: u64) {
+    let mut buf = [0u8; 20];
+    out.put(decimal(n, &mut buf));
+}
+
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[at..]
+}
+
+/// One netstring: `<length>:<bytes>,`.
+fn put_field(out: &mut impl Sink, bytes: &[u8]) {
+    put_number(out, bytes.len() as u64);
+    out.put(b":");
+    out.put(bytes);
+    out.put(b",");
+}
+
+fn put_number_field(out: &mut impl Sink, n: u64) {
+    let mut buf = [0u8; 20];
+    put_field(out, decimal(n, &mut buf));
+}
+
+fn write_preimage(out: &mut impl Sink, prefix: &str, groups: &[(&str, u64)], key: &str) {
+    put_field(out, prefix.as_bytes());
+    put_number_field(out, groups.len() as u64);
     for (name, version) in groups {
-        let version = version.to_string();
-        let _ = write!(
-            out,
-            "{}:{},{}:{},",
-            name.len(),
-            name,
-            version.len(),
-            version
-        );
+        put_field(out, name.as_bytes());
+        put_number_field(out, *version);
     }
-    let _ = write!(out, "{}:{},", key.len(), key);
-}
-
-struct HashWriter<'a>(&'a mut Md5);
-
-impl std::fmt::Write for HashWriter<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.update(s.as_bytes());
-        Ok(())
-    }
+    put_field(out, key.as_bytes());
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -392,6 +466,47 @@ mod tests {
     fn canonical_url_sorts_the_query_and_drops_the_host() {
         assert_eq!(canonical_url("/p", Some("b=1&a=2")), "/p?a=2&b=1");
         assert_eq!(canonical_url("/p", None), "/p");
+    }
+
+    /// The fast path for canonical queries writes exactly what the slow path would.
+    #[test]
+    fn canonical_queries_are_kept_as_they_are() {
+        for q in [
+            "a=1&b=2",
+            "a=1&a=2",
+            "a=&b=",
+            "A=1&a=1",
+            "x.y=1*2-3_4",
+            "a=1&b=2&b=1",
+            "b=1&a=2",
+            "a=%31",
+            "a=1+2",
+            "a",
+            "a=1=2",
+            "a=1&&b=2",
+            "a=1&",
+            "é=1",
+            "a=1;b",
+        ] {
+            let mut slow = String::new();
+            let parts = parts(&format!("/?{q}"));
+            let mut pairs: Vec<(String, String)> = form_urlencoded::parse(q.as_bytes())
+                .map(|(n, v)| (n.into_owned(), v.into_owned()))
+                .collect();
+            pairs.sort_by(|a, b| a.0.cmp(&b.0));
+            if !pairs.is_empty() {
+                slow.push('?');
+                slow.push_str(
+                    &form_urlencoded::Serializer::new(String::new())
+                        .extend_pairs(pairs)
+                        .finish(),
+                );
+            }
+            assert_eq!(query_key(&parts), slow, "{q}");
+            if is_canonical(q) {
+                assert_eq!(slow, format!("?{q}"), "{q} is not canonical");
+            }
+        }
     }
 
     #[test]

@@ -248,7 +248,7 @@ pub use redis;
 pub mod __private {
     pub use crate::{
         config::PageConfig,
-        request::{CacheRequest, ViaCache, WithCache},
+        request::{CacheRequest, ViaCacheParts, ViaCacheRequest, WithCache},
         serve::serve,
     };
     pub use axum::response::Response;

@@ -2,11 +2,11 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
 };
 
-use moka::sync::Cache as Moka;
+use moka::{notification::RemovalCause, sync::Cache as Moka};
 
 use crate::{
     Entry, Error,
@@ -17,8 +17,9 @@ use crate::{
 /// The in-process store: the default when nothing else is installed.
 ///
 /// Bounded in bytes and in entries (the least recently used entries go first), and
-/// every entry expires after its own timeout. Group versions are kept beside the
-/// entries and are never evicted.
+/// every entry expires after its own timeout plus grace. Group and prefix versions are
+/// kept beside the entries and never evicted; path and URL versions (one per page) are
+/// bounded like the entries, and a forgotten one is re-seeded, which costs a miss.
 ///
 /// # Example
 ///
@@ -35,10 +36,73 @@ use crate::{
 #[derive(Clone)]
 pub struct MemoryStore {
     entries: Moka<String, Arc<Entry>>,
-    /// Versions by `"<kind>:<name>"`. Never evicted, so never re-seeded.
-    versions: Arc<Mutex<HashMap<String, u64>>>,
-    /// The hashes recorded under each tag.
-    tags: Arc<Mutex<HashMap<String, HashSet<String>>>>,
+    versions: Arc<Versions>,
+    tags: Arc<Mutex<TagIndex>>,
+}
+
+/// Versions by kind, read without allocating.
+struct Versions {
+    groups: RwLock<HashMap<String, u64>>,
+    prefixes: RwLock<HashMap<String, u64>>,
+    paths: RwLock<Scoped>,
+    urls: RwLock<Scoped>,
+}
+
+/// Path or URL versions: one per page would grow with the traffic, so only the names
+/// that were invalidated are kept; every other name has the version `epoch`. The map
+/// is bounded: when it is full, it is emptied and `epoch` moves above every version it
+/// held, so no page stored before can match again (each costs one miss).
+struct Scoped {
+    bumped: HashMap<String, u64>,
+    epoch: u64,
+    capacity: usize,
+}
+
+impl Scoped {
+    fn new(capacity: usize) -> Self {
+        Scoped {
+            bumped: HashMap::new(),
+            epoch: version_seed(),
+            capacity,
+        }
+    }
+
+    fn get(&self, name: &str) -> u64 {
+        self.bumped.get(name).copied().unwrap_or(self.epoch)
+    }
+
+    fn bump(&mut self, name: &str) -> u64 {
+        if self.bumped.len() >= self.capacity && !self.bumped.contains_key(name) {
+            let highest = self.bumped.values().copied().max().unwrap_or(self.epoch);
+            self.epoch = version_seed().max(highest.max(self.epoch) + 1);
+            self.bumped.clear();
+        }
+        let epoch = self.epoch;
+        let v = self.bumped.entry(name.to_owned()).or_insert(epoch);
+        *v += 1;
+        *v
+    }
+}
+
+/// Which entries each tag holds, and the reverse, so that an entry that leaves the
+/// store (evicted, expired, removed) leaves the index too.
+#[derive(Default)]
+struct TagIndex {
+    by_tag: HashMap<String, HashSet<String>>,
+    by_hash: HashMap<String, Vec<String>>,
+}
+
+impl TagIndex {
+    fn forget(&mut self, hash: &str) {
+        for tag in self.by_hash.remove(hash).unwrap_or_default() {
+            if let Some(hashes) = self.by_tag.get_mut(&tag) {
+                hashes.remove(hash);
+                if hashes.is_empty() {
+                    self.by_tag.remove(&tag);
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -72,8 +136,57 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn version_name(v: Version<'_>) -> String {
-    format!("{}:{}", v.kind(), v.name())
+impl Versions {
+    fn kept(&self, version: Version<'_>) -> Option<&RwLock<HashMap<String, u64>>> {
+        match version {
+            Version::Group(_) => Some(&self.groups),
+            Version::Prefix(_) => Some(&self.prefixes),
+            _ => None,
+        }
+    }
+
+    fn scoped(&self, version: Version<'_>) -> &RwLock<Scoped> {
+        match version {
+            Version::Path(_) => &self.paths,
+            _ => &self.urls,
+        }
+    }
+
+    /// The current value of `version`, seeding it if missing.
+    fn current(&self, version: Version<'_>) -> u64 {
+        let name = version.name();
+        match self.kept(version) {
+            Some(map) => {
+                if let Some(v) = map.read().unwrap_or_else(|e| e.into_inner()).get(name) {
+                    return *v;
+                }
+                let mut map = map.write().unwrap_or_else(|e| e.into_inner());
+                *map.entry(name.to_owned()).or_insert_with(version_seed)
+            }
+            None => self
+                .scoped(version)
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name),
+        }
+    }
+
+    fn bump(&self, version: Version<'_>) -> u64 {
+        let name = version.name();
+        match self.kept(version) {
+            Some(map) => {
+                let mut map = map.write().unwrap_or_else(|e| e.into_inner());
+                let v = map.entry(name.to_owned()).or_insert_with(version_seed);
+                *v += 1;
+                *v
+            }
+            None => self
+                .scoped(version)
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .bump(name),
+        }
+    }
 }
 
 impl MemoryStore {
@@ -102,11 +215,10 @@ impl MemoryStore {
         self.entries.weighted_size()
     }
 
-    fn current(&self, versions: impl Iterator<Item = String>) -> Vec<u64> {
-        let mut map = lock(&self.versions);
-        versions
-            .map(|name| *map.entry(name).or_insert_with(version_seed))
-            .collect()
+    /// Number of tags with at least one entry (after pending evictions are applied).
+    pub fn tag_count(&self) -> usize {
+        self.entries.run_pending_tasks();
+        lock(&self.tags).by_tag.len()
     }
 }
 
@@ -128,6 +240,8 @@ impl MemoryStoreBuilder {
         // Each entry weighs at least max_bytes / max_entries, so the byte bound also
         // bounds the count.
         let floor = (self.max_bytes / self.max_entries).max(1);
+        let tags: Arc<Mutex<TagIndex>> = Arc::default();
+        let index = Arc::downgrade(&tags);
         let entries = Moka::builder()
             .max_capacity(self.max_bytes)
             .weigher(move |key: &String, e: &Arc<Entry>| {
@@ -140,11 +254,29 @@ impl MemoryStoreBuilder {
                 u32::try_from((size as u64).max(floor)).unwrap_or(u32::MAX)
             })
             .expire_after(EntryTtl)
+            .eviction_listener(move |hash: Arc<String>, _, cause| {
+                // A replaced entry keeps its hash, whose tags were just recorded.
+                if cause != RemovalCause::Replaced
+                    && let Some(index) = index.upgrade()
+                {
+                    lock(&index).forget(&hash);
+                }
+            })
             .build();
+        // Invalidated paths and URLs kept: as many as pages, at least 1,024.
+        let capacity = usize::try_from(self.max_entries)
+            .unwrap_or(usize::MAX)
+            .max(1024);
+        let scoped = || RwLock::new(Scoped::new(capacity));
         MemoryStore {
             entries,
-            versions: Arc::default(),
-            tags: Arc::default(),
+            versions: Arc::new(Versions {
+                groups: RwLock::default(),
+                prefixes: RwLock::default(),
+                paths: scoped(),
+                urls: scoped(),
+            }),
+            tags,
         }
     }
 }
@@ -168,9 +300,16 @@ impl moka::Expiry<String, Arc<Entry>> for EntryTtl {
 
 impl Store for MemoryStore {
     fn lookup<'a>(&'a self, page: PageKey<'a>) -> BoxFuture<'a, Result<Lookup, Error>> {
-        let groups = self.current(page.groups.iter().map(|g| version_name(Version::Group(g))));
-        let scopes = self.current(page.scopes.iter().map(|v| version_name(*v)));
-        let pairs: Vec<(&str, u64)> = page.groups.iter().map(String::as_str).zip(groups).collect();
+        let pairs: Vec<(&str, u64)> = page
+            .groups
+            .iter()
+            .map(|g| (g.as_str(), self.versions.current(Version::Group(g))))
+            .collect();
+        let scopes = page
+            .scopes
+            .iter()
+            .map(|v| self.versions.current(*v))
+            .collect();
         let hash = page_hash(page.prefix, &pairs, page.key, page.caller);
         let entry = self.entries.get(&hash);
         Box::pin(std::future::ready(Ok(Lookup {
@@ -190,16 +329,22 @@ impl Store for MemoryStore {
         entry: Arc<Entry>,
         tags: &'a [String],
     ) -> BoxFuture<'a, Result<(), Error>> {
-        self.entries.insert(hash.to_owned(), entry);
         if !tags.is_empty() {
             let mut index = lock(&self.tags);
             for tag in tags {
                 index
+                    .by_tag
                     .entry(tag.clone())
                     .or_default()
                     .insert(hash.to_owned());
             }
+            index
+                .by_hash
+                .entry(hash.to_owned())
+                .or_default()
+                .extend(tags.iter().cloned());
         }
+        self.entries.insert(hash.to_owned(), entry);
         Box::pin(std::future::ready(Ok(())))
     }
 
@@ -209,22 +354,17 @@ impl Store for MemoryStore {
     }
 
     fn bump<'a>(&'a self, version: Version<'a>) -> BoxFuture<'a, Result<u64, Error>> {
-        let mut map = lock(&self.versions);
-        let v = map
-            .entry(version_name(version))
-            .or_insert_with(version_seed);
-        *v += 1;
-        let v = *v;
+        let v = self.versions.bump(version);
         Box::pin(std::future::ready(Ok(v)))
     }
 
     fn version<'a>(&'a self, version: Version<'a>) -> BoxFuture<'a, Result<u64, Error>> {
-        let v = self.current(std::iter::once(version_name(version)))[0];
+        let v = self.versions.current(version);
         Box::pin(std::future::ready(Ok(v)))
     }
 
     fn delete_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
-        let hashes = lock(&self.tags).remove(tag).unwrap_or_default();
+        let hashes = lock(&self.tags).by_tag.remove(tag).unwrap_or_default();
         let mut deleted = 0;
         for hash in hashes {
             if self.entries.remove(&hash).is_some() {
@@ -348,5 +488,88 @@ mod tests {
             "{}",
             store.entries.weighted_size()
         );
+    }
+
+    #[tokio::test]
+    async fn deleting_a_tag_deletes_its_entries_only() {
+        let store = MemoryStore::new();
+        let tagged = vec!["t".to_owned()];
+        let a = get(&store, &[], "/a").await.hash;
+        let b = get(&store, &[], "/b").await.hash;
+        store
+            .insert(&a, entry(b"a", Duration::from_secs(60)), &tagged)
+            .await
+            .unwrap();
+        store
+            .insert(&b, entry(b"b", Duration::from_secs(60)), &[])
+            .await
+            .unwrap();
+        assert_eq!(store.delete_tag("t").await.unwrap(), 1);
+        assert!(get(&store, &[], "/a").await.entry.is_none());
+        assert!(get(&store, &[], "/b").await.entry.is_some());
+        assert_eq!(store.delete_tag("t").await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn evicted_entries_leave_the_tag_index() {
+        let store = MemoryStore::builder()
+            .max_entries(10)
+            .max_bytes(1 << 20)
+            .build();
+        for i in 0..100 {
+            let key = format!("/{i}");
+            let hash = get(&store, &[], &key).await.hash;
+            let tags = vec![format!("t{i}")];
+            store
+                .insert(&hash, entry(b"x", Duration::from_secs(60)), &tags)
+                .await
+                .unwrap();
+        }
+        // At most ten entries are left, so at most ten tags.
+        assert!(store.tag_count() <= 10, "{}", store.tag_count());
+        assert!(store.tag_count() > 0);
+    }
+
+    #[tokio::test]
+    async fn a_replaced_entry_keeps_its_tags() {
+        let store = MemoryStore::new();
+        let tags = vec!["t".to_owned()];
+        let hash = get(&store, &[], "/a").await.hash;
+        store
+            .insert(&hash, entry(b"x", Duration::from_secs(60)), &tags)
+            .await
+            .unwrap();
+        store
+            .insert(&hash, entry(b"y", Duration::from_secs(60)), &tags)
+            .await
+            .unwrap();
+        assert_eq!(store.tag_count(), 1);
+        assert_eq!(store.delete_tag("t").await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn path_and_url_versions_are_bounded_and_never_repeat() {
+        let store = MemoryStore::builder().max_entries(10).build();
+        // Reading versions keeps nothing.
+        for i in 0..10_000 {
+            let url = format!("/p?r={i}");
+            store.version(Version::Url(&url)).await.unwrap();
+        }
+        assert!(store.versions.urls.read().unwrap().bumped.is_empty());
+        // Invalidating keeps at most the capacity, and no version comes back.
+        let first = store.version(Version::Url("/p?r=0")).await.unwrap();
+        let mut seen = vec![first];
+        for i in 0..3_000 {
+            let url = format!("/p?r={i}");
+            seen.push(store.bump(Version::Url(&url)).await.unwrap());
+        }
+        assert!(store.versions.urls.read().unwrap().bumped.len() <= 1024);
+        let now = store.version(Version::Url("/p?r=0")).await.unwrap();
+        assert!(
+            !seen[..1].contains(&now),
+            "the version before the first bump came back"
+        );
+        let bumped_0 = seen[1];
+        assert_ne!(now, bumped_0);
     }
 }

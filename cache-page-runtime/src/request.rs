@@ -1,6 +1,6 @@
 //! What the cache captures from a request, and the extensions that steer it.
 
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use http::{Method, request::Parts};
 
 use crate::Cache;
@@ -89,18 +89,11 @@ impl Forward {
 }
 
 impl CacheRequest {
-    /// Captures `req`'s head if the request may be served from the cache.
+    /// Captures `req`'s head if the request may be served from the cache (a copy: the
+    /// request goes on to a body extractor).
     pub fn capture(req: &Request) -> Self {
-        let why = if !matches!(*req.method(), Method::GET | Method::HEAD) {
-            Some(Forward::Method)
-        } else if req.extensions().get::<DoNotCache>().is_some() {
-            Some(Forward::Bypass)
-        } else {
-            None
-        };
-        if let Some(why) = why {
-            let cache = req.extensions().get::<Cache>().cloned();
-            return CacheRequest(Capture::Bypass { cache, why });
+        if let Some(bypass) = Self::bypass(req.method(), req.extensions()) {
+            return bypass;
         }
         let (mut parts, ()) = Request::new(()).into_parts();
         parts.method = req.method().clone();
@@ -108,7 +101,28 @@ impl CacheRequest {
         parts.version = req.version();
         parts.headers = req.headers().clone();
         parts.extensions = req.extensions().clone();
-        let refresh = req.extensions().get::<RefreshCache>().is_some();
+        Self::lookup(parts)
+    }
+
+    /// Takes a request head that nothing else needs any more, without copying it.
+    pub fn from_parts(parts: Parts) -> Self {
+        Self::bypass(&parts.method, &parts.extensions).unwrap_or_else(|| Self::lookup(parts))
+    }
+
+    fn bypass(method: &Method, extensions: &http::Extensions) -> Option<Self> {
+        let why = if !matches!(*method, Method::GET | Method::HEAD) {
+            Forward::Method
+        } else if extensions.get::<DoNotCache>().is_some() {
+            Forward::Bypass
+        } else {
+            return None;
+        };
+        let cache = extensions.get::<Cache>().cloned();
+        Some(CacheRequest(Capture::Bypass { cache, why }))
+    }
+
+    fn lookup(parts: Parts) -> Self {
+        let refresh = parts.extensions.get::<RefreshCache>().is_some();
         CacheRequest(Capture::Lookup {
             parts: Box::new(parts),
             refresh,
@@ -117,19 +131,39 @@ impl CacheRequest {
 }
 
 /// The extractor the attribute wraps a handler's last argument in: it captures the
-/// request head for the cache, after every other extractor has run, then runs the
+/// request head for the cache, after every other extractor has run, and runs the
 /// wrapped extractor.
 #[derive(Debug)]
 pub struct WithCache<T>(pub T, pub CacheRequest);
 
-/// Marks [`WithCache`]'s extractor impl so it cannot overlap axum's own.
+/// Marks [`WithCache`]'s impl for a last extractor that reads only the request head
+/// (`FromRequestParts`): the head is handed to the cache after it ran, not copied.
 #[derive(Debug)]
-pub struct ViaCache<M>(M);
+pub enum ViaCacheParts {}
 
-impl<S, T, M> FromRequest<S, ViaCache<M>> for WithCache<T>
+/// Marks [`WithCache`]'s impl for a last extractor that reads the body: the head is
+/// copied for the cache before the body extractor takes the request.
+#[derive(Debug)]
+pub enum ViaCacheRequest {}
+
+impl<S, T> FromRequest<S, ViaCacheParts> for WithCache<T>
 where
     S: Send + Sync,
-    T: FromRequest<S, M>,
+    T: FromRequestParts<S>,
+{
+    type Rejection = T::Rejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (mut parts, _) = req.into_parts();
+        let inner = T::from_request_parts(&mut parts, state).await?;
+        Ok(WithCache(inner, CacheRequest::from_parts(parts)))
+    }
+}
+
+impl<S, T> FromRequest<S, ViaCacheRequest> for WithCache<T>
+where
+    S: Send + Sync,
+    T: FromRequest<S>,
 {
     type Rejection = T::Rejection;
 

@@ -84,7 +84,7 @@ where
     };
 
     let prefix = config.prefix.resolve(&parts);
-    let groups: Vec<String> = config.groups.iter().map(|g| g.resolve(&parts)).collect();
+    let groups = config.resolve_groups(&parts);
     let key = (config.key)(&parts);
     let url = canonical_url(parts.uri.path(), parts.uri.query());
     let mut scopes = vec![Version::Path(parts.uri.path()), Version::Url(&url)];
@@ -156,7 +156,11 @@ where
             // In its grace period: serve it, and refresh it in the background unless
             // another request already does. A refresh that fails stores nothing, so
             // the stale page goes on being served (stale-if-error).
-            if let Join::Leader(leader) = cache.flights().join(&target.hash) {
+            let refreshed = cache
+                .flights()
+                .recent(&target.hash)
+                .is_some_and(|landed| landed.seq > seq);
+            if !refreshed && let Join::Leader(leader) = cache.flights().join(&target.hash) {
                 let miss = Miss {
                     cache: cache.clone(),
                     config,
@@ -355,42 +359,42 @@ fn hit(cache: &Cache, entry: &Entry, parts: &Parts, served: Served) -> Response 
         Served::Collapsed => Outcome::Collapsed,
     });
     let age = entry.age_at(now).as_secs();
-    let not_modified =
-        is_not_modified(&parts.headers, || entry.headers.iter().map(|(n, v)| (n, v)));
-    let mut response = if not_modified {
-        let mut r = Response::new(Body::empty());
-        *r.status_mut() = StatusCode::NOT_MODIFIED;
-        r
-    } else if parts.method == Method::HEAD {
-        let mut r = Response::new(Body::empty());
-        r.headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
-        r
-    } else {
-        Response::new(Body::from(entry.body.clone()))
-    };
-    if !not_modified {
-        *response.status_mut() = entry.status;
-    }
-    let headers = response.headers_mut();
-    headers.reserve(entry.headers.len() + 2);
+    // Preconditions apply only to what would be a 2xx (RFC 9110 §13.2.1).
+    let not_modified = entry.status.is_success()
+        && is_not_modified(&parts.headers, || entry.headers.iter().map(|(n, v)| (n, v)));
+    let mut headers = HeaderMap::with_capacity(entry.headers.len() + 3);
     for (name, value) in &entry.headers {
         if !not_modified || policy::kept_in_304(name) {
             headers.append(name.clone(), value.clone());
         }
     }
     headers.insert(header::AGE, HeaderValue::from(age));
+    let (status, body) = if not_modified {
+        (StatusCode::NOT_MODIFIED, Body::empty())
+    } else if parts.method == Method::HEAD {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
+        (entry.status, Body::empty())
+    } else {
+        (entry.status, Body::from(entry.body.clone()))
+    };
     if let Some(name) = cache.cache_status() {
         // Negative once stale (RFC 9211 §2.4).
         let ttl = entry.ttl.as_secs() as i64 - age as i64;
-        match served {
-            Served::Hit => set_status(headers, format_args!("{name}; hit; ttl={ttl}")),
-            Served::Collapsed => set_status(
-                headers,
-                format_args!("{name}; fwd=uri-miss; collapsed; ttl={ttl}"),
-            ),
+        let served = match served {
+            Served::Hit => "; hit; ttl=",
+            Served::Collapsed => "; fwd=uri-miss; collapsed; ttl=",
+        };
+        let mut value = String::with_capacity(name.len() + served.len() + 20);
+        value.push_str(name);
+        value.push_str(served);
+        value.push_str(itoa::Buffer::new().format(ttl));
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static("cache-status"), value);
         }
     }
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
     response
 }
 
@@ -673,7 +677,7 @@ impl Miss {
             .config
             .tags
             .iter()
-            .map(|t| t.resolve(&self.parts))
+            .map(|t| t.resolve(&self.parts).into_owned())
             .collect();
         let stored = self.insert(target, entry.clone(), &tags).await;
         match &stored {
@@ -691,7 +695,8 @@ impl Miss {
             }
         }
         let landed = stored.is_ok().then(|| self.landed(entry));
-        if is_not_modified(&self.parts.headers, || head.headers.iter()) {
+        if head.status.is_success() && is_not_modified(&self.parts.headers, || head.headers.iter())
+        {
             let mut not_modified = Response::new(Body::empty());
             *not_modified.status_mut() = StatusCode::NOT_MODIFIED;
             *not_modified.headers_mut() = head

@@ -40,8 +40,22 @@ impl Outcome {
 
 pub(crate) fn request(outcome: Outcome) {
     tracing::trace!(outcome = outcome.as_str(), "cache-page request");
+    // Literal labels: the keys are static, so counting allocates nothing.
     #[cfg(feature = "metrics")]
-    metrics::counter!("cache_page_requests_total", "outcome" => outcome.as_str()).increment(1);
+    {
+        let counter = match outcome {
+            Outcome::Hit => metrics::counter!("cache_page_requests_total", "outcome" => "hit"),
+            Outcome::Stale => metrics::counter!("cache_page_requests_total", "outcome" => "stale"),
+            Outcome::Miss => metrics::counter!("cache_page_requests_total", "outcome" => "miss"),
+            Outcome::Collapsed => {
+                metrics::counter!("cache_page_requests_total", "outcome" => "collapsed")
+            }
+            Outcome::Bypass => {
+                metrics::counter!("cache_page_requests_total", "outcome" => "bypass")
+            }
+        };
+        counter.increment(1);
+    }
 }
 
 pub(crate) fn lookup_took(took: Duration) {

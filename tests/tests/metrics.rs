@@ -22,8 +22,10 @@ fn counters(snapshotter: &metrics_util::debugging::Snapshotter) -> HashMap<Strin
         .into_iter()
         .filter_map(|(key, _, _, value)| {
             let key = key.key();
-            let mut labels: Vec<String> =
-                key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+            let mut labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
             labels.sort();
             let name = format!("{}{{{}}}", key.name(), labels.join(","));
             match value {
@@ -39,7 +41,9 @@ fn counters(snapshotter: &metrics_util::debugging::Snapshotter) -> HashMap<Strin
 async fn the_documented_metrics_are_recorded() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    recorder.install().expect("the only recorder of this binary");
+    recorder
+        .install()
+        .expect("the only recorder of this binary");
 
     let cache = Cache::new(MemoryStore::new());
     let app = Router::new()
@@ -53,11 +57,31 @@ async fn the_documented_metrics_are_recorded() {
 
     let counters = counters(&snapshotter);
     let get = |name: &str| counters.get(name).copied().unwrap_or(0);
-    assert_eq!(get("cache_page_requests_total{outcome=miss}"), 1, "{counters:?}");
-    assert_eq!(get("cache_page_requests_total{outcome=hit}"), 2, "{counters:?}");
-    assert_eq!(get("cache_page_requests_total{outcome=bypass}"), 1, "{counters:?}");
+    assert_eq!(
+        get("cache_page_requests_total{outcome=miss}"),
+        1,
+        "{counters:?}"
+    );
+    assert_eq!(
+        get("cache_page_requests_total{outcome=hit}"),
+        2,
+        "{counters:?}"
+    );
+    assert_eq!(
+        get("cache_page_requests_total{outcome=bypass}"),
+        1,
+        "{counters:?}"
+    );
     assert_eq!(get("cache_page_stores_total{}"), 1, "{counters:?}");
-    assert_eq!(get("cache_page_invalidations_total{kind=group}"), 1, "{counters:?}");
-    assert_eq!(get("cache_page_lookup_duration_seconds{}"), 3, "one per lookup: {counters:?}");
+    assert_eq!(
+        get("cache_page_invalidations_total{kind=group}"),
+        1,
+        "{counters:?}"
+    );
+    assert_eq!(
+        get("cache_page_lookup_duration_seconds{}"),
+        3,
+        "one per lookup: {counters:?}"
+    );
     assert_eq!(get("cache_page_errors_total{op=lookup}"), 0);
 }

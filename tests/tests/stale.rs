@@ -199,7 +199,6 @@ async fn a_request_racing_the_end_of_a_refresh_does_not_refresh_again_memory() {
     a_request_racing_the_end_of_a_refresh_does_not_refresh_again(memory_cache()).await;
 }
 
-#[ignore = "runtime bug: lookup_and_serve starts a stale refresh without checking that one landed since its lookup (serve.rs:159)"]
 #[tokio::test]
 async fn a_request_racing_the_end_of_a_refresh_does_not_refresh_again_redis() {
     let server = RedisServer::start();

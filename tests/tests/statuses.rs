@@ -154,13 +154,11 @@ both_stores!(
     a_304_is_never_stored_even_if_listed,
 );
 
-#[ignore = "runtime bug: hit() and Miss::store answer a stored non-2xx with 304 (serve.rs:359, :694; RFC 9110 13.2.1)"]
 #[tokio::test]
 async fn a_stored_404_ignores_if_none_match_memory() {
     a_stored_404_ignores_if_none_match(memory_cache()).await;
 }
 
-#[ignore = "runtime bug: hit() and Miss::store answer a stored non-2xx with 304 (serve.rs:359, :694; RFC 9110 13.2.1)"]
 #[tokio::test]
 async fn a_stored_404_ignores_if_none_match_redis() {
     let server = RedisServer::start();
