@@ -216,6 +216,21 @@ impl RedisStore {
             .arg(&keys)
             .query_async(&mut self.trip()?)
             .await?;
+        let versions = self.complete_versions(page, &keys, &raw).await?;
+        for (g, v) in page.groups.iter().zip(&versions) {
+            self.seen.insert(g.clone(), *v);
+        }
+        Ok(versions)
+    }
+
+    /// The versions read as `raw` (groups, then scopes), with the missing or damaged
+    /// ones seeded in one more round trip.
+    async fn complete_versions(
+        &self,
+        page: PageKey<'_>,
+        keys: &[String],
+        raw: &[Option<Vec<u8>>],
+    ) -> Result<Vec<u64>, Error> {
         let mut versions: Vec<Option<u64>> = raw
             .iter()
             .map(|r| r.as_deref().and_then(parse_version))
@@ -250,9 +265,6 @@ impl RedisStore {
             .into_iter()
             .collect::<Option<_>>()
             .ok_or(Error::Corrupt("a version could not be seeded"))?;
-        for (g, v) in page.groups.iter().zip(&versions) {
-            self.seen.insert(g.clone(), *v);
-        }
         Ok(versions)
     }
 
@@ -356,18 +368,19 @@ impl Store for RedisStore {
                 } else {
                     pipe.query_async(&mut self.trip()?).await?
                 };
-                let current: Option<Vec<u64>> = raw_versions
+                let groups_as_guessed = raw_versions[..n]
                     .iter()
-                    .map(|r| r.as_deref().and_then(parse_version))
-                    .collect();
-                if let Some(current) = current
-                    && current[..n] == guess[..]
-                {
-                    let scopes = current[n..].to_vec();
+                    .zip(&guess)
+                    .all(|(raw, guess)| raw.as_deref().and_then(parse_version) == Some(*guess));
+                if groups_as_guessed {
+                    // The entry read is the page's. Scope versions never read before
+                    // (a new URL) are seeded now; an entry, if any, recorded others
+                    // and will not be served.
+                    let versions = self.complete_versions(page, &keys, &raw_versions).await?;
                     return Ok(Lookup {
                         hash,
                         entry: decode(raw_entry),
-                        scopes,
+                        scopes: versions[n..].to_vec(),
                     });
                 }
             }

@@ -121,3 +121,23 @@ async fn a_hit_with_two_groups_costs_one_round_trip() {
 async fn the_version_then_entry_design_costs_two_round_trips_per_hit() {
     assert_eq!(round_trips_for_n_hits(false).await, 2 * N);
 }
+
+/// A miss on a URL never seen before costs three round trips: the lookup pipeline,
+/// seeding the new URL's version, and storing the page.
+#[tokio::test]
+async fn a_miss_on_a_new_url_costs_three_round_trips() {
+    let server = RedisServer::start();
+    let store = server.store("miss_round_trips");
+    let hits = Hits::new();
+    let app = Router::new()
+        .route("/grouped", get(grouped))
+        .with_state(hits.clone())
+        .layer(Extension(cache_page_tests::patient_cache(store.clone())));
+    fetch(&app, "/grouped?warm=1").await; // the groups' versions become known
+    for n in 0..5 {
+        let before = store.round_trips();
+        let reply = fetch(&app, &format!("/grouped?new={n}")).await;
+        assert!(reply.is_stored(), "{}", reply.cache_status());
+        assert_eq!(store.round_trips() - before, 3, "round trips for miss {n}");
+    }
+}
