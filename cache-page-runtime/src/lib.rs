@@ -167,10 +167,12 @@ mod flight;
 mod key;
 mod layer;
 mod memory;
+mod miss;
 mod policy;
 #[cfg(feature = "redis")]
 mod redis_store;
 mod request;
+mod respond;
 mod serve;
 mod store;
 mod telemetry;

@@ -1,0 +1,119 @@
+//! Responses built by the cache: hits, `304 Not Modified`, and `Cache-Status` on
+//! responses that went around it.
+
+use std::time::SystemTime;
+
+use axum::{body::Body, response::Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header, request::Parts};
+
+use crate::{
+    Cache, Entry, policy,
+    request::Forward,
+    telemetry::{self, Outcome},
+};
+
+/// How a stored entry came to be served, for `Cache-Status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Served {
+    /// Found in the store.
+    Hit,
+    /// Another request of this process ran the handler and stored it meanwhile.
+    Collapsed,
+}
+
+/// Builds the response for a stored entry, with `Age`, or a `304` when the request's
+/// validators match it.
+pub(crate) fn hit(cache: &Cache, entry: &Entry, parts: &Parts, served: Served) -> Response {
+    let now = SystemTime::now();
+    telemetry::request(match served {
+        Served::Hit if entry.is_stale_at(now) => Outcome::Stale,
+        Served::Hit => Outcome::Hit,
+        Served::Collapsed => Outcome::Collapsed,
+    });
+    let age = entry.age_at(now).as_secs();
+    // Preconditions apply only to what would be a 2xx (RFC 9110 §13.2.1).
+    let not_modified = entry.status.is_success()
+        && is_not_modified(&parts.headers, || entry.headers.iter().map(|(n, v)| (n, v)));
+    let mut headers = HeaderMap::with_capacity(entry.headers.len() + 3);
+    for (name, value) in &entry.headers {
+        if !not_modified || policy::kept_in_304(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    headers.insert(header::AGE, HeaderValue::from(age));
+    let (status, body) = if not_modified {
+        (StatusCode::NOT_MODIFIED, Body::empty())
+    } else if parts.method == Method::HEAD {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
+        (entry.status, Body::empty())
+    } else {
+        (entry.status, Body::from(entry.body.clone()))
+    };
+    if let Some(name) = cache.cache_status() {
+        // Negative once stale (RFC 9211 §2.4).
+        let ttl = entry.ttl.as_secs() as i64 - age as i64;
+        let served = match served {
+            Served::Hit => "; hit; ttl=",
+            Served::Collapsed => "; fwd=uri-miss; collapsed; ttl=",
+        };
+        let mut value = String::with_capacity(name.len() + served.len() + 20);
+        value.push_str(name);
+        value.push_str(served);
+        value.push_str(itoa::Buffer::new().format(ttl));
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static("cache-status"), value);
+        }
+    }
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// Whether a request's `If-None-Match` (or, without it, `If-Modified-Since`) is
+/// satisfied by a response with `headers`.
+pub(crate) fn is_not_modified<'a, I>(request: &HeaderMap, headers: impl Fn() -> I) -> bool
+where
+    I: Iterator<Item = (&'a HeaderName, &'a HeaderValue)>,
+{
+    let find = |wanted: &HeaderName| headers().find(|(n, _)| *n == wanted).map(|(_, v)| v);
+    if request.contains_key(header::IF_NONE_MATCH) {
+        let Some(etag) = find(&header::ETAG).and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        return request
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|tag| policy::weak_match(tag.trim(), etag));
+    }
+    let since = request
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok());
+    let modified =
+        find(&header::LAST_MODIFIED).and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok());
+    matches!((since, modified), (Some(since), Some(modified)) if modified <= since)
+}
+
+pub(crate) fn set_status(headers: &mut HeaderMap, value: std::fmt::Arguments<'_>) {
+    if let Ok(value) = HeaderValue::from_str(&value.to_string()) {
+        headers.insert(HeaderName::from_static("cache-status"), value);
+    }
+}
+
+/// A response that went around the cache, with its `Cache-Status`.
+pub(crate) fn forward(cache: Option<&Cache>, mut response: Response, why: Forward) -> Response {
+    telemetry::request(Outcome::Bypass);
+    let name = match cache {
+        Some(cache) => cache.cache_status(),
+        None => crate::default_cache().cache_status(),
+    };
+    if let Some(name) = name {
+        set_status(
+            response.headers_mut(),
+            format_args!("{name}; fwd={}", why.as_str()),
+        );
+    }
+    response
+}
