@@ -65,6 +65,14 @@ impl Breaker {
         Admit::No
     }
 
+    /// Ends a probe that neither succeeded nor failed (its request was cancelled), so
+    /// that the next request may probe.
+    pub(crate) fn abandon(&self, admit: Admit) {
+        if admit == Admit::Probe {
+            self.probing.store(false, Ordering::Release);
+        }
+    }
+
     pub(crate) fn record(&self, admit: Admit, ok: bool) {
         if ok {
             let before = self.failures.swap(0, Ordering::AcqRel);
@@ -118,6 +126,16 @@ mod tests {
         b.record(Admit::Probe, true);
         assert!(!b.is_open());
         assert_eq!(b.admit(), Admit::Yes);
+    }
+
+    #[test]
+    fn an_abandoned_probe_lets_the_next_request_probe() {
+        let b = Breaker::new(1, Duration::ZERO);
+        b.record(Admit::Yes, false);
+        assert_eq!(b.admit(), Admit::Probe);
+        assert_eq!(b.admit(), Admit::No);
+        b.abandon(Admit::Probe); // the probing request was cancelled
+        assert_eq!(b.admit(), Admit::Probe);
     }
 
     #[test]

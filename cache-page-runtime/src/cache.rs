@@ -289,7 +289,11 @@ impl Cache {
         if admit == Admit::No {
             return Err(Error::Unavailable);
         }
+        // If this request is cancelled while it waits (a client went away), its probe
+        // must not stay taken: the breaker would never close again.
+        let mut pending = Pending(Some((&self.inner.breaker, admit)));
         let result = self.with_timeout(fut).await;
+        pending.0 = None;
         let failed = matches!(&result, Err(err) if !matches!(err, Error::Corrupt(_)));
         self.inner.breaker.record(admit, !failed);
         result
@@ -370,6 +374,17 @@ impl CacheBuilder {
                 settings: self.settings,
                 flights: Arc::default(),
             }),
+        }
+    }
+}
+
+/// Abandons a store call's probe when the call is dropped before it ends.
+struct Pending<'a>(Option<(&'a Breaker, Admit)>);
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some((breaker, admit)) = self.0.take() {
+            breaker.abandon(admit);
         }
     }
 }

@@ -419,6 +419,19 @@ impl Store for RedisStore {
                 .arg("EX")
                 .arg(secs)
                 .ignore();
+            // The versions of the page's path and URL live at least as long as it
+            // (EXPIRE GT: Redis 7; a missing key or one without a TTL is left alone).
+            let path = entry
+                .origin
+                .split_once('?')
+                .map_or(entry.origin.as_str(), |(p, _)| p);
+            for version in [Version::Path(path), Version::Url(&entry.origin)] {
+                pipe.cmd("EXPIRE")
+                    .arg(self.version_key(version))
+                    .arg(secs)
+                    .arg("GT")
+                    .ignore();
+            }
             for tag in tags {
                 let key = self.tag_key(tag);
                 pipe.cmd("SADD").arg(&key).arg(hash).ignore();
@@ -444,7 +457,7 @@ impl Store for RedisStore {
                 .bump
                 .key(self.version_key(version))
                 .arg(version_seed())
-                .arg(version.ttl().map_or(0, |t| t.as_secs()))
+                .arg(version.bumped_ttl().map_or(0, |t| t.as_secs()))
                 .invoke_async(&mut self.trip()?)
                 .await?;
             if let Version::Group(g) = version {

@@ -20,6 +20,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 ///
 /// assert_eq!(Version::Path("/a").kind(), "path");
 /// assert!(Version::Url("/a?b=1").ttl().is_some());
+/// assert!(Version::Url("/a?b=1").bumped_ttl() > Version::Url("/a?b=1").ttl());
 /// assert!(Version::Group("views").ttl().is_none());
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,11 +54,21 @@ impl Version<'_> {
         }
     }
 
-    /// How long a store keeps this version: path and URL versions are one per page
-    /// and would grow without bound, so they expire after a week without use (a
-    /// re-seeded version only costs one miss); group and prefix versions are few and
-    /// are kept.
+    /// How long a store keeps this version when it seeds it: path and URL versions
+    /// are one per page and would grow with the traffic, so a seeded one lives five
+    /// minutes, and a store extends it to the life of a page stored under it; group and
+    /// prefix versions are few and are kept. (A version that expires is re-seeded,
+    /// which only costs a miss.)
     pub fn ttl(&self) -> Option<Duration> {
+        match self {
+            Version::Path(_) | Version::Url(_) => Some(Duration::from_secs(300)),
+            _ => None,
+        }
+    }
+
+    /// How long a store keeps this version after an invalidation: a week for path and
+    /// URL versions, for ever for the others.
+    pub fn bumped_ttl(&self) -> Option<Duration> {
         match self {
             Version::Path(_) | Version::Url(_) => Some(Duration::from_secs(7 * 24 * 3600)),
             _ => None,

@@ -191,3 +191,48 @@ async fn the_header_limit_counts_the_headers_the_cache_adds() {
         assert!(hit.header(name).is_some(), "a hit lost {name}");
     }
 }
+
+#[cache_page(timeout = 3600)]
+async fn long_page() -> &'static str {
+    "kept an hour"
+}
+
+/// A URL's path and URL versions live five minutes when seeded (a URL whose page is
+/// never stored leaves nothing behind for long), and as long as the page once one is
+/// stored under them.
+#[tokio::test]
+async fn path_and_url_versions_live_as_long_as_their_pages() {
+    let server = RedisServer::start();
+    let store = server.store("scope_ttl");
+    let app = Router::new()
+        .route("/long", get(long_page))
+        .route(
+            "/uncached",
+            get(async || (axum::http::StatusCode::NOT_FOUND, "no")),
+        )
+        .route("/page/{n}", get(page))
+        .with_state(Hits::new())
+        .layer(Extension(patient_cache(store.clone())));
+    let ttl = async |version: Version<'_>| -> i64 {
+        server.cmd(&["TTL", &store.version_key(version)]).await
+    };
+
+    fetch(&app, "/uncached?x=1").await; // a 404: nothing stored
+    assert!((1..=300).contains(&ttl(Version::Url("/uncached?x=1")).await));
+    fetch(&app, "/page/7").await; // a 60 s page: its URL's version keeps its 300 s
+    assert!((1..=300).contains(&ttl(Version::Url("/page/7")).await));
+    fetch(&app, "/long?a=1").await;
+    for version in [Version::Path("/long"), Version::Url("/long?a=1")] {
+        let ttl = ttl(version).await;
+        assert!((3000..=3600).contains(&ttl), "{version:?}: {ttl}");
+    }
+    let invalidated = Cache::new(store.clone());
+    invalidated
+        .invalidate_url("/long?a=1")
+        .await
+        .expect("invalidated");
+    assert!(
+        ttl(Version::Url("/long?a=1")).await > 3600,
+        "an invalidated URL is kept a week"
+    );
+}
