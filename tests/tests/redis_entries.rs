@@ -197,6 +197,11 @@ async fn long_page() -> &'static str {
     "kept an hour"
 }
 
+#[cache_page(timeout = 3600)]
+async fn missing() -> (axum::http::StatusCode, &'static str) {
+    (axum::http::StatusCode::NOT_FOUND, "no such page")
+}
+
 /// A URL's path and URL versions live five minutes when seeded (a URL whose page is
 /// never stored leaves nothing behind for long), and as long as the page once one is
 /// stored under them.
@@ -206,10 +211,7 @@ async fn path_and_url_versions_live_as_long_as_their_pages() {
     let store = server.store("scope_ttl");
     let app = Router::new()
         .route("/long", get(long_page))
-        .route(
-            "/uncached",
-            get(async || (axum::http::StatusCode::NOT_FOUND, "no")),
-        )
+        .route("/uncached", get(missing))
         .route("/page/{n}", get(page))
         .with_state(Hits::new())
         .layer(Extension(patient_cache(store.clone())));
