@@ -110,6 +110,12 @@ impl Flights {
 
 impl Leader {
     /// Tells the followers what was stored (`None`: nothing they may use).
+    /// Passes on what an earlier flight landed, as it is: it keeps its sequence number
+    /// and is not remembered again, so a copy can never keep itself alive.
+    pub(crate) fn relay(self, landed: Landed) {
+        self.tx.send_replace(Some(Some(landed)));
+    }
+
     pub(crate) fn land(self, mut landed: Option<Landed>) {
         let seq = self.flights.landings.fetch_add(1, Ordering::SeqCst) + 1;
         if let Some(landed) = &mut landed {

@@ -202,7 +202,7 @@ where
                     && miss.may_serve(&landed)
                 {
                     let response = hit(&cache, &landed.entry, &miss.parts, Served::Collapsed);
-                    leader.land(Some(landed));
+                    leader.relay(landed);
                     return response;
                 }
                 let (response, landed) = miss.lead(target, handler).await;
