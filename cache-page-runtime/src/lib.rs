@@ -169,6 +169,8 @@ mod layer;
 mod memory;
 mod miss;
 mod policy;
+#[cfg(feature = "cluster")]
+mod redis_cluster;
 #[cfg(feature = "redis")]
 mod redis_store;
 mod request;
@@ -193,6 +195,9 @@ pub use crate::{
     store::{BoxFuture, Lookup, PageKey, Store, Version, version_seed},
 };
 
+#[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+pub use crate::redis_cluster::{RedisClusterStore, RedisClusterStoreBuilder};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use crate::redis_store::{RedisStore, RedisStoreBuilder};

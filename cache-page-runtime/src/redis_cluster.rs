@@ -54,7 +54,9 @@ const DELETE_CONCURRENCY: usize = 64;
 ///   all at once: one round trip of latency. Only when a group version moved (another
 ///   process invalidated it) is a second read needed, as with `RedisStore`.
 /// - **A missing version** is seeded per key (`SET NX` then `GET`, one pipeline on the
-///   key's node), with the current time in microseconds.
+///   key's node, all at once), with the current time in microseconds. A miss on a new
+///   URL whose groups were guessed right is three round trips: the lookup, the seeding
+///   of its path and URL versions, the store.
 /// - **An invalidation** of a group, path, URL or prefix is one script on one key:
 ///   O(1), whatever the number of pages.
 /// - **Storing** a page is a `SET` of its entry; with tags, each tag's `SADD` and
@@ -322,8 +324,23 @@ impl RedisClusterStore {
     async fn read_versions(&self, page: PageKey<'_>) -> Result<Vec<u64>, Error> {
         let keys = self.version_keys(page);
         let raw = self.get_all(&keys).await?;
+        let versions = self.complete_versions(page, &keys, &raw).await?;
+        for (g, v) in page.groups.iter().zip(&versions) {
+            self.seen.insert(g.clone(), *v);
+        }
+        Ok(versions)
+    }
+
+    /// The versions read as `raw` (groups, then scopes), with the missing or damaged
+    /// ones seeded, all at once: one more round trip if any is.
+    async fn complete_versions(
+        &self,
+        page: PageKey<'_>,
+        keys: &[String],
+        raw: &[Option<Vec<u8>>],
+    ) -> Result<Vec<u64>, Error> {
         let n = page.groups.len();
-        let versions = try_join_all(raw.iter().enumerate().map(|(i, raw)| {
+        try_join_all(raw.iter().enumerate().map(|(i, raw)| {
             let key = &keys[i];
             async move {
                 if let Some(v) = raw.as_deref().and_then(parse_version) {
@@ -337,11 +354,7 @@ impl RedisClusterStore {
                 self.seed(key, ttl, raw.is_some()).await
             }
         }))
-        .await?;
-        for (g, v) in page.groups.iter().zip(&versions) {
-            self.seen.insert(g.clone(), *v);
-        }
-        Ok(versions)
+        .await
     }
 
     fn hash(page: PageKey<'_>, groups: &[u64]) -> String {
@@ -476,17 +489,19 @@ impl Store for RedisClusterStore {
                 let (raw_versions, raw_entry) =
                     join(self.get_all(&keys), self.get_raw(self.page_key(&hash))).await;
                 let (raw_versions, raw_entry) = (raw_versions?, raw_entry?);
-                let current: Option<Vec<u64>> = raw_versions
+                let groups_as_guessed = raw_versions[..n]
                     .iter()
-                    .map(|r| r.as_deref().and_then(parse_version))
-                    .collect();
-                if let Some(current) = current
-                    && current[..n] == guess[..]
-                {
+                    .zip(&guess)
+                    .all(|(raw, guess)| raw.as_deref().and_then(parse_version) == Some(*guess));
+                if groups_as_guessed {
+                    // The entry read is the page's. Scope versions never read before
+                    // (a new URL) are seeded now; an entry, if any, recorded others
+                    // and will not be served.
+                    let versions = self.complete_versions(page, &keys, &raw_versions).await?;
                     return Ok(Lookup {
                         hash,
                         entry: decode(raw_entry),
-                        scopes: current[n..].to_vec(),
+                        scopes: versions[n..].to_vec(),
                     });
                 }
             }
@@ -523,9 +538,33 @@ impl Store for RedisClusterStore {
                 .arg(secs)
                 .query_async(&mut conn)
                 .await?;
-            // The tags only after the page: a tag deleted in between then either
-            // deletes the page or has not read this hash yet and keeps it.
-            try_join_all(tags.iter().map(|tag| self.tag(tag, hash, secs))).await?;
+            // The versions of the page's path and URL live at least as long as it
+            // (EXPIRE GT: Redis 7), each on its own node, at once; and the tags only
+            // after the page: a tag deleted in between then either deletes the page
+            // or has not read this hash yet and keeps it.
+            let path = entry
+                .origin
+                .split_once('?')
+                .map_or(entry.origin.as_str(), |(p, _)| p);
+            let extend = [Version::Path(path), Version::Url(&entry.origin)].map(|version| {
+                let mut conn = self.connection();
+                let key = self.version_key(version);
+                async move {
+                    redis::cmd("EXPIRE")
+                        .arg(key)
+                        .arg(secs)
+                        .arg("GT")
+                        .query_async::<u64>(&mut conn)
+                        .await
+                }
+            });
+            let (extended, tagged) = futures_util::future::join(
+                try_join_all(extend),
+                try_join_all(tags.iter().map(|tag| self.tag(tag, hash, secs))),
+            )
+            .await;
+            extended?;
+            tagged?;
             Ok(())
         })
     }
@@ -543,7 +582,7 @@ impl Store for RedisClusterStore {
             let mut conn = self.connection();
             let key = self.version_key(version);
             let seed = version_seed();
-            let ttl = version.ttl().map_or(0, |t| t.as_secs());
+            let ttl = version.bumped_ttl().map_or(0, |t| t.as_secs());
             // EVALSHA, else EVAL on the key's node: `Script::invoke_async` would load
             // the script with SCRIPT LOAD on every node, which fails while one is down.
             let evalsha: Result<u64, redis::RedisError> = redis::cmd("EVALSHA")

@@ -2,6 +2,9 @@
 //!
 //! - [`RedisServer`]: a private `redis-server` per test on a free port (or the server
 //!   named by `CACHE_PAGE_REDIS_URL`), killed when dropped.
+//! - [`RedisCluster`]: a private Redis Cluster per test (three masters, or three
+//!   masters and three replicas), every node killed when dropped; always private, as
+//!   a cluster test cannot run on a standalone server.
 //! - [`fetch`], [`request`], [`send`]: a request through an axum `Router` (`oneshot`),
 //!   read whole into a [`Reply`]; [`TestServer`]: the same over a real socket.
 //! - [`Hits`]: counts handler runs.
@@ -12,6 +15,7 @@
 //! request carrying a `Cache` extension uses it instead of the process default, so the
 //! tests of one binary never share pages.
 
+pub mod cluster;
 mod redis_server;
 mod web;
 
@@ -20,6 +24,7 @@ use std::time::Duration;
 use cache_page_runtime::{Cache, MemoryStore, Store};
 
 pub use crate::{
+    cluster::RedisCluster,
     redis_server::{
         REDIS_URL_VAR, RedisCli, RedisServer, free_port, parse_command_calls, unique_namespace,
     },

@@ -432,7 +432,7 @@ pub fn parse_command_calls(info: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
-fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
     info.lines()
         .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
 }
@@ -458,7 +458,7 @@ fn external_url() -> Option<String> {
         .filter(|u| !u.trim().is_empty())
 }
 
-fn redis_server_binary() -> PathBuf {
+pub(crate) fn redis_server_binary() -> PathBuf {
     static BINARY: OnceLock<Option<PathBuf>> = OnceLock::new();
     BINARY
         .get_or_init(|| {
@@ -480,7 +480,7 @@ fn redis_server_binary() -> PathBuf {
 
 /// The major version of `redis-server`, from `redis-server --version`
 /// (`Redis server v=7.0.15 …`); 0 if it cannot be told.
-fn redis_major_version(binary: &Path) -> u32 {
+pub(crate) fn redis_major_version(binary: &Path) -> u32 {
     static MAJOR: OnceLock<u32> = OnceLock::new();
     *MAJOR.get_or_init(|| {
         let out = Command::new(binary).arg("--version").output().ok();
@@ -495,10 +495,10 @@ fn redis_major_version(binary: &Path) -> u32 {
 
 /// A directory removed (with its contents) on drop.
 #[derive(Debug)]
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(prefix: &str) -> TempDir {
+    pub(crate) fn new(prefix: &str) -> TempDir {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path = env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
@@ -509,7 +509,7 @@ impl TempDir {
         TempDir(path)
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }
