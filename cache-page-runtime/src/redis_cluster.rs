@@ -210,7 +210,7 @@ impl RedisClusterStore {
     /// # Ok(()) }
     /// ```
     pub fn page_key(&self, hash: &str) -> String {
-        format!("{}:page:{}", self.namespace, hash)
+        crate::redis_store::keys::page(&self.namespace, hash)
     }
 
     /// The Redis key holding `version`, such as `cache-page:group:views`, as
@@ -226,7 +226,7 @@ impl RedisClusterStore {
     /// # Ok(()) }
     /// ```
     pub fn version_key(&self, version: Version<'_>) -> String {
-        format!("{}:{}:{}", self.namespace, version.kind(), version.name())
+        crate::redis_store::keys::version(&self.namespace, version)
     }
 
     /// The Redis key of the set of page hashes recorded under `tag`.
@@ -238,7 +238,7 @@ impl RedisClusterStore {
     /// # Ok(()) }
     /// ```
     pub fn tag_key(&self, tag: &str) -> String {
-        format!("{}:tag:{}", self.namespace, tag)
+        crate::redis_store::keys::tag(&self.namespace, tag)
     }
 
     /// The Redis key of the lock that coalesces misses of the page at `hash` across
@@ -251,7 +251,7 @@ impl RedisClusterStore {
     /// # Ok(()) }
     /// ```
     pub fn lock_key(&self, hash: &str) -> String {
-        format!("{}:lock:{}", self.namespace, hash)
+        crate::redis_store::keys::lock(&self.namespace, hash)
     }
 
     /// A clone of the underlying cluster connection, for commands of your own. The

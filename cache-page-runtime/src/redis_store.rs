@@ -154,23 +154,23 @@ impl RedisStore {
 
     /// The Redis key of the entry whose hash is `hash`.
     pub fn page_key(&self, hash: &str) -> String {
-        format!("{}:page:{}", self.namespace, hash)
+        keys::page(&self.namespace, hash)
     }
 
     /// The Redis key holding `version`, such as `cache-page:group:views`.
     pub fn version_key(&self, version: Version<'_>) -> String {
-        format!("{}:{}:{}", self.namespace, version.kind(), version.name())
+        keys::version(&self.namespace, version)
     }
 
     /// The Redis key of the set of page hashes recorded under `tag`.
     pub fn tag_key(&self, tag: &str) -> String {
-        format!("{}:tag:{}", self.namespace, tag)
+        keys::tag(&self.namespace, tag)
     }
 
     /// The Redis key of the lock that coalesces misses of the page at `hash` across
     /// instances.
     pub fn lock_key(&self, hash: &str) -> String {
-        format!("{}:lock:{}", self.namespace, hash)
+        keys::lock(&self.namespace, hash)
     }
 
     /// The number of round trips to Redis this store (and its clones) made: each
@@ -328,6 +328,28 @@ impl RedisStoreBuilder {
             pipelined_hits: self.pipelined_hits,
             round_trips: Arc::default(),
         })
+    }
+}
+
+/// The key layout shared by the Redis stores (standalone and cluster): one namespace,
+/// then the kind of key, then its name.
+pub(crate) mod keys {
+    use crate::Version;
+
+    pub(crate) fn page(namespace: &str, hash: &str) -> String {
+        format!("{namespace}:page:{hash}")
+    }
+
+    pub(crate) fn version(namespace: &str, version: Version<'_>) -> String {
+        format!("{namespace}:{}:{}", version.kind(), version.name())
+    }
+
+    pub(crate) fn tag(namespace: &str, tag: &str) -> String {
+        format!("{namespace}:tag:{tag}")
+    }
+
+    pub(crate) fn lock(namespace: &str, hash: &str) -> String {
+        format!("{namespace}:lock:{hash}")
     }
 }
 
