@@ -10,7 +10,6 @@ use moka::{notification::RemovalCause, sync::Cache as Moka};
 
 use crate::{
     Entry, Error,
-    key::page_hash,
     store::{BoxFuture, Lookup, PageKey, Store, Version, version_seed},
 };
 
@@ -300,17 +299,16 @@ impl moka::Expiry<String, Arc<Entry>> for EntryTtl {
 
 impl Store for MemoryStore {
     fn lookup<'a>(&'a self, page: PageKey<'a>) -> BoxFuture<'a, Result<Lookup, Error>> {
-        let pairs: Vec<(&str, u64)> = page
-            .groups
-            .iter()
-            .map(|g| (g.as_str(), self.versions.current(Version::Group(g))))
-            .collect();
+        let hash = page.hash_at(
+            page.groups
+                .iter()
+                .map(|g| self.versions.current(Version::Group(g))),
+        );
         let scopes = page
             .scopes
             .iter()
             .map(|v| self.versions.current(*v))
             .collect();
-        let hash = page_hash(page.prefix, &pairs, page.key, page.caller);
         let entry = self.entries.get(&hash);
         Box::pin(std::future::ready(Ok(Lookup {
             hash,

@@ -36,7 +36,6 @@ use redis::{
 
 use crate::{
     Entry, Error,
-    key::page_hash,
     redis_store::{BUMP, REMEMBERED_GROUPS, decode, parse_version},
     store::{BoxFuture, Lookup, PageKey, Store, Version, version_seed},
 };
@@ -280,14 +279,6 @@ impl RedisClusterStore {
         groups.iter().map(|g| self.seen.get(g)).collect()
     }
 
-    fn version_keys(&self, page: PageKey<'_>) -> Vec<String> {
-        page.groups
-            .iter()
-            .map(|g| self.version_key(Version::Group(g)))
-            .chain(page.scopes.iter().map(|v| self.version_key(*v)))
-            .collect()
-    }
-
     /// `GET key`, raw.
     async fn get_raw(&self, key: String) -> Result<Option<Vec<u8>>, Error> {
         let mut conn = self.connection();
@@ -322,7 +313,7 @@ impl RedisClusterStore {
     /// Reads every version of `page` (groups, then scopes), seeding missing or damaged
     /// ones in one more round trip.
     async fn read_versions(&self, page: PageKey<'_>) -> Result<Vec<u64>, Error> {
-        let keys = self.version_keys(page);
+        let keys = crate::redis_store::keys::versions(&self.namespace, page);
         let raw = self.get_all(&keys).await?;
         let versions = self.complete_versions(page, &keys, &raw).await?;
         for (g, v) in page.groups.iter().zip(&versions) {
@@ -355,16 +346,6 @@ impl RedisClusterStore {
             }
         }))
         .await
-    }
-
-    fn hash(page: PageKey<'_>, groups: &[u64]) -> String {
-        let pairs: Vec<(&str, u64)> = page
-            .groups
-            .iter()
-            .map(String::as_str)
-            .zip(groups.iter().copied())
-            .collect();
-        page_hash(page.prefix, &pairs, page.key, page.caller)
     }
 
     /// `SADD` the page to the tag, and make the tag live as long as its longest page:
@@ -484,8 +465,8 @@ impl Store for RedisClusterStore {
             if let Some(guess) = self.guess(page.groups) {
                 // One round trip: every version and the entry at the guessed ones, each
                 // a GET of its own, all at once.
-                let hash = Self::hash(page, &guess);
-                let keys = self.version_keys(page);
+                let hash = page.hash_at(guess.iter().copied());
+                let keys = crate::redis_store::keys::versions(&self.namespace, page);
                 let (raw_versions, raw_entry) =
                     join(self.get_all(&keys), self.get_raw(self.page_key(&hash))).await;
                 let (raw_versions, raw_entry) = (raw_versions?, raw_entry?);
@@ -508,7 +489,7 @@ impl Store for RedisClusterStore {
             // A group version moved or was never seen here, or a version is missing:
             // read and seed them, then the entry at the current versions.
             let versions = self.read_versions(page).await?;
-            let hash = Self::hash(page, &versions[..n]);
+            let hash = page.hash_at(versions[..n].iter().copied());
             let entry = self.get(&hash).await?;
             Ok(Lookup {
                 hash,

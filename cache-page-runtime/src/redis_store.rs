@@ -30,7 +30,6 @@ use redis::{
 
 use crate::{
     Entry, Error,
-    key::page_hash,
     store::{BoxFuture, Lookup, PageKey, Store, Version, version_seed},
 };
 
@@ -200,18 +199,10 @@ impl RedisStore {
         groups.iter().map(|g| self.seen.get(g)).collect()
     }
 
-    fn version_keys(&self, page: PageKey<'_>) -> Vec<String> {
-        page.groups
-            .iter()
-            .map(|g| self.version_key(Version::Group(g)))
-            .chain(page.scopes.iter().map(|v| self.version_key(*v)))
-            .collect()
-    }
-
     /// Reads every version of `page` (groups, then scopes), seeding missing or damaged
     /// ones in one more round trip.
     async fn read_versions(&self, page: PageKey<'_>) -> Result<Vec<u64>, Error> {
-        let keys = self.version_keys(page);
+        let keys = keys::versions(&self.namespace, page);
         let raw: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
             .arg(&keys)
             .query_async(&mut self.trip()?)
@@ -266,16 +257,6 @@ impl RedisStore {
             .collect::<Option<_>>()
             .ok_or(Error::Corrupt("a version could not be seeded"))?;
         Ok(versions)
-    }
-
-    fn hash(page: PageKey<'_>, groups: &[u64]) -> String {
-        let pairs: Vec<(&str, u64)> = page
-            .groups
-            .iter()
-            .map(String::as_str)
-            .zip(groups.iter().copied())
-            .collect();
-        page_hash(page.prefix, &pairs, page.key, page.caller)
     }
 }
 
@@ -334,7 +315,7 @@ impl RedisStoreBuilder {
 /// The key layout shared by the Redis stores (standalone and cluster): one namespace,
 /// then the kind of key, then its name.
 pub(crate) mod keys {
-    use crate::Version;
+    use crate::{PageKey, Version};
 
     pub(crate) fn page(namespace: &str, hash: &str) -> String {
         format!("{namespace}:page:{hash}")
@@ -342,6 +323,15 @@ pub(crate) mod keys {
 
     pub(crate) fn version(namespace: &str, version: Version<'_>) -> String {
         format!("{namespace}:{}:{}", version.kind(), version.name())
+    }
+
+    /// The version keys of a page: its groups', then its scopes'.
+    pub(crate) fn versions(namespace: &str, page: PageKey<'_>) -> Vec<String> {
+        page.groups
+            .iter()
+            .map(|g| version(namespace, Version::Group(g)))
+            .chain(page.scopes.iter().map(|v| version(namespace, *v)))
+            .collect()
     }
 
     pub(crate) fn tag(namespace: &str, tag: &str) -> String {
@@ -376,8 +366,8 @@ impl Store for RedisStore {
             if let Some(guess) = self.guess(page.groups).filter(|_| self.pipelined_hits) {
                 // One command: every version, and the entry at the guessed ones, in
                 // one MGET (cheaper for Redis than a pipeline of MGET and GET).
-                let hash = Self::hash(page, &guess);
-                let keys = self.version_keys(page);
+                let hash = page.hash_at(guess.iter().copied());
+                let keys = keys::versions(&self.namespace, page);
                 let mut raw_versions: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
                     .arg(&keys)
                     .arg(self.page_key(&hash))
@@ -406,7 +396,7 @@ impl Store for RedisStore {
             // A group version moved or was never seen here, or a version is missing:
             // read and seed them, then the entry at the current versions.
             let versions = self.read_versions(page).await?;
-            let hash = Self::hash(page, &versions[..n]);
+            let hash = page.hash_at(versions[..n].iter().copied());
             let entry = self.get(&hash).await?;
             Ok(Lookup {
                 hash,

@@ -106,6 +106,19 @@ pub struct PageKey<'a> {
     pub scopes: &'a [Version<'a>],
 }
 
+impl PageKey<'_> {
+    /// The page's hash with its groups at `versions` (in the order of `groups`).
+    pub(crate) fn hash_at(&self, versions: impl IntoIterator<Item = u64>) -> String {
+        let pairs: Vec<(&str, u64)> = self
+            .groups
+            .iter()
+            .map(String::as_str)
+            .zip(versions)
+            .collect();
+        crate::key::page_hash(self.prefix, &pairs, self.key, self.caller)
+    }
+}
+
 /// The answer to [`Store::lookup`] (see [`PageKey`] for an example).
 #[derive(Clone, Debug)]
 pub struct Lookup {
