@@ -334,6 +334,58 @@ pub(crate) mod keys {
             .collect()
     }
 
+    /// A version key written straight into a command, without a `String` of its own
+    /// (the layout of [`version`]).
+    pub(crate) struct Arg<'a>(pub(crate) &'a str, pub(crate) Version<'a>);
+
+    /// A page key written straight into a command (the layout of [`page`]).
+    pub(crate) struct PageArg<'a>(pub(crate) &'a str, pub(crate) &'a str);
+
+    fn write_key<W>(out: &mut W, parts: [&[u8]; 5])
+    where
+        W: ?Sized + redis::RedisWrite,
+    {
+        use std::io::Write as _;
+        let mut arg = out.writer_for_next_arg();
+        for part in parts {
+            // Writing into the command's buffer cannot fail.
+            let _ = arg.write_all(part);
+        }
+    }
+
+    impl redis::ToRedisArgs for Arg<'_> {
+        fn write_redis_args<W>(&self, out: &mut W)
+        where
+            W: ?Sized + redis::RedisWrite,
+        {
+            let Arg(namespace, version) = self;
+            let (kind, name) = (version.kind(), version.name());
+            write_key(
+                out,
+                [
+                    namespace.as_bytes(),
+                    b":",
+                    kind.as_bytes(),
+                    b":",
+                    name.as_bytes(),
+                ],
+            );
+        }
+    }
+
+    impl redis::ToRedisArgs for PageArg<'_> {
+        fn write_redis_args<W>(&self, out: &mut W)
+        where
+            W: ?Sized + redis::RedisWrite,
+        {
+            let PageArg(namespace, hash) = self;
+            write_key(
+                out,
+                [namespace.as_bytes(), b":", b"page", b":", hash.as_bytes()],
+            );
+        }
+    }
+
     pub(crate) fn tag(namespace: &str, tag: &str) -> String {
         format!("{namespace}:tag:{tag}")
     }
@@ -343,8 +395,24 @@ pub(crate) mod keys {
     }
 }
 
+/// A version as stored: decimal digits, nothing else (no sign, no spaces).
 pub(crate) fn parse_version(raw: &[u8]) -> Option<u64> {
-    std::str::from_utf8(raw).ok()?.parse().ok()
+    if raw.is_empty() || raw.len() > 20 {
+        return None;
+    }
+    raw.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit()
+            .then_some(())
+            .and_then(|()| n.checked_mul(10)?.checked_add(u64::from(b - b'0')))
+    })
+}
+
+/// The version in one value of an `MGET` reply, if it holds one.
+fn version_of(value: &redis::Value) -> Option<u64> {
+    match value {
+        redis::Value::BulkString(raw) => parse_version(raw),
+        _ => None,
+    }
 }
 
 /// A damaged or foreign value reads as a miss; the next store overwrites it.
@@ -365,31 +433,59 @@ impl Store for RedisStore {
             let n = page.groups.len();
             if let Some(guess) = self.guess(page.groups).filter(|_| self.pipelined_hits) {
                 // One command: every version, and the entry at the guessed ones, in
-                // one MGET (cheaper for Redis than a pipeline of MGET and GET).
+                // one MGET (cheaper for Redis than a pipeline of MGET and GET). The
+                // keys are written into the command in place, and the reply is taken
+                // apart by hand: this is the hit path.
                 let hash = page.hash_at(guess.iter().copied());
-                let keys = keys::versions(&self.namespace, page);
-                let mut raw_versions: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
-                    .arg(&keys)
-                    .arg(self.page_key(&hash))
-                    .query_async(&mut self.trip()?)
-                    .await?;
-                let raw_entry = raw_versions.pop().flatten();
-                if raw_versions.len() != keys.len() {
+                let ns = &*self.namespace;
+                let count = n + page.scopes.len();
+                let mut mget = redis::Cmd::with_capacity(count + 2, 64 * (count + 1));
+                mget.arg("MGET");
+                for g in page.groups {
+                    mget.arg(keys::Arg(ns, Version::Group(g)));
+                }
+                for v in page.scopes {
+                    mget.arg(keys::Arg(ns, *v));
+                }
+                mget.arg(keys::PageArg(ns, &hash));
+                let reply: redis::Value = mget.query_async(&mut self.trip()?).await?;
+                let redis::Value::Array(mut values) = reply else {
+                    return Err(Error::Corrupt("MGET answered something else than an array"));
+                };
+                if values.len() != count + 1 {
                     return Err(Error::Corrupt("MGET answered the wrong number of values"));
                 }
-                let groups_as_guessed = raw_versions[..n]
+                let raw_entry = match values.pop() {
+                    Some(redis::Value::BulkString(raw)) => Some(raw),
+                    _ => None,
+                };
+                let versions: Vec<Option<u64>> = values.iter().map(version_of).collect();
+                let groups_as_guessed = versions[..n]
                     .iter()
                     .zip(&guess)
-                    .all(|(raw, guess)| raw.as_deref().and_then(parse_version) == Some(*guess));
+                    .all(|(read, guess)| *read == Some(*guess));
                 if groups_as_guessed {
                     // The entry read is the page's. Scope versions never read before
                     // (a new URL) are seeded now; an entry, if any, recorded others
                     // and will not be served.
-                    let versions = self.complete_versions(page, &keys, &raw_versions).await?;
+                    let scopes = if versions[n..].iter().all(Option::is_some) {
+                        versions[n..].iter().flatten().copied().collect()
+                    } else {
+                        let keys = keys::versions(ns, page);
+                        let raw: Vec<Option<Vec<u8>>> = values
+                            .into_iter()
+                            .map(|v| match v {
+                                redis::Value::BulkString(raw) => Some(raw),
+                                _ => None,
+                            })
+                            .collect();
+                        let versions = self.complete_versions(page, &keys, &raw).await?;
+                        versions[n..].to_vec()
+                    };
                     return Ok(Lookup {
                         hash,
                         entry: decode(raw_entry),
-                        scopes: versions[n..].to_vec(),
+                        scopes,
                     });
                 }
             }
@@ -535,5 +631,67 @@ impl Store for RedisStore {
                 .await?;
             Ok(deleted)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_plain_decimal_digits() {
+        assert_eq!(parse_version(b"0"), Some(0));
+        assert_eq!(parse_version(b"1732000000123"), Some(1_732_000_000_123));
+        assert_eq!(parse_version(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            &b""[..],
+            b"+5",
+            b"-5",
+            b" 5",
+            b"5 ",
+            b"5x",
+            b"18446744073709551616",
+            b"000000000000000000001",
+        ] {
+            assert_eq!(
+                parse_version(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn keys_written_in_place_match_the_layout() {
+        let written = |arg: &dyn Fn(&mut redis::Cmd)| {
+            let mut cmd = redis::Cmd::new();
+            arg(&mut cmd);
+            cmd.args_iter()
+                .map(|a| match a {
+                    redis::Arg::Simple(bytes) => String::from_utf8(bytes.to_vec()).unwrap(),
+                    _ => unreachable!("only simple arguments are written"),
+                })
+                .collect::<Vec<_>>()
+        };
+        for version in [
+            Version::Group("views"),
+            Version::Path("/a b"),
+            Version::Url("/a?x=1&y=2"),
+            Version::Prefix(""),
+        ] {
+            assert_eq!(
+                written(&|cmd| {
+                    cmd.arg(keys::Arg("ns", version));
+                }),
+                [keys::version("ns", version)]
+            );
+        }
+        assert_eq!(
+            written(&|cmd| {
+                cmd.arg(keys::PageArg("ns", "0123abcd"));
+            }),
+            [keys::page("ns", "0123abcd")]
+        );
     }
 }
