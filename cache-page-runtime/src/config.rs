@@ -23,6 +23,9 @@ use crate::key::{KeyFn, default_key};
 pub struct PageConfig {
     pub(crate) timeout: Timeout,
     pub(crate) key: Box<dyn KeyFn>,
+    /// Whether `key` is [`default_key`], which a request can derive from its canonical
+    /// URL instead of canonicalizing the query a second time.
+    pub(crate) default_key: bool,
     pub(crate) groups: Vec<Part>,
     /// The groups as strings when none is computed: then a request needs not build
     /// them.
@@ -158,6 +161,7 @@ impl PageConfig {
         PageConfig {
             timeout: timeout.into_timeout(),
             key: Box::new(default_key),
+            default_key: true,
             groups: Vec::new(),
             fixed_groups: Some(Vec::new()),
             prefix: Part::Fixed(""),
@@ -173,6 +177,7 @@ impl PageConfig {
     /// The key function (default [`default_key`]).
     pub fn key(mut self, key: impl KeyFn) -> Self {
         self.key = Box::new(key);
+        self.default_key = false;
         self
     }
 

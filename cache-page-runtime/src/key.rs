@@ -55,6 +55,15 @@ pub fn default_key(parts: &Parts) -> String {
     out
 }
 
+/// [`default_key`] from a request's [`canonical_url`], already built.
+pub(crate) fn default_key_from(parts: &Parts, canonical_url: &str) -> String {
+    let host = host(parts);
+    let mut out = String::with_capacity(host.len() + canonical_url.len());
+    out.push_str(host);
+    out.push_str(canonical_url);
+    out
+}
+
 /// The path alone: every query string shares one page.
 ///
 /// ```
@@ -210,17 +219,15 @@ fn name_of(pair: &str) -> &str {
 /// printf '%s' '1:p,1:1,5:views,1:7,6:/items,' | md5sum
 /// ```
 pub fn hash_key(prefix: &str, groups: &[(&str, u64)], key: &str) -> String {
-    page_hash(prefix, groups, key, None)
+    page_hash(prefix, groups.iter().copied(), key, None)
 }
 
 /// [`hash_key`], plus a `caller` field for pages cached per caller. A preimage with
 /// the field has two more fields than one without, so the two can never collide.
-pub(crate) fn page_hash(
-    prefix: &str,
-    groups: &[(&str, u64)],
-    key: &str,
-    caller: Option<&str>,
-) -> String {
+pub(crate) fn page_hash<'a, G>(prefix: &str, groups: G, key: &str, caller: Option<&str>) -> String
+where
+    G: IntoIterator<Item = (&'a str, u64), IntoIter: ExactSizeIterator>,
+{
     let mut hasher = Md5::new();
     write_preimage(&mut hasher, prefix, groups, key);
     if let Some(caller) = caller {
@@ -271,7 +278,7 @@ pub(crate) fn canonical_url(path: &str, query: Option<&str>) -> String {
 /// group's name and version, and `key`, each as a netstring `<length>:<bytes>,`.
 pub fn key_preimage(prefix: &str, groups: &[(&str, u64)], key: &str) -> String {
     let mut out = Vec::new();
-    write_preimage(&mut out, prefix, groups, key);
+    write_preimage(&mut out, prefix, groups.iter().copied(), key);
     // Only `str`s and ASCII digits were written.
     String::from_utf8_lossy(&out).into_owned()
 }
@@ -295,21 +302,7 @@ impl Sink for Vec<u8> {
 
 /// Writes `n` in decimal, without allocating.
 fn put_number(out: &mut impl Sink, n: u64) {
-    let mut buf = [0u8; 20];
-    out.put(decimal(n, &mut buf));
-}
-
-fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[at..]
+    out.put(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// One netstring: `<length>:<bytes>,`.
@@ -321,16 +314,19 @@ fn put_field(out: &mut impl Sink, bytes: &[u8]) {
 }
 
 fn put_number_field(out: &mut impl Sink, n: u64) {
-    let mut buf = [0u8; 20];
-    put_field(out, decimal(n, &mut buf));
+    put_field(out, itoa::Buffer::new().format(n).as_bytes());
 }
 
-fn write_preimage(out: &mut impl Sink, prefix: &str, groups: &[(&str, u64)], key: &str) {
+fn write_preimage<'a, G>(out: &mut impl Sink, prefix: &str, groups: G, key: &str)
+where
+    G: IntoIterator<Item = (&'a str, u64), IntoIter: ExactSizeIterator>,
+{
+    let groups = groups.into_iter();
     put_field(out, prefix.as_bytes());
     put_number_field(out, groups.len() as u64);
     for (name, version) in groups {
         put_field(out, name.as_bytes());
-        put_number_field(out, *version);
+        put_number_field(out, version);
     }
     put_field(out, key.as_bytes());
 }
@@ -352,6 +348,21 @@ mod tests {
 
     fn parts(uri: &str) -> Parts {
         Request::get(uri).body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn default_key_from_the_canonical_url_is_default_key() {
+        for uri in [
+            "/a?b=2&a=1",
+            "http://shop.test/a?x=%31&x=0",
+            "/",
+            "/a?",
+            "/p?a=1&a=1",
+        ] {
+            let parts = parts(uri);
+            let url = canonical_url(parts.uri.path(), parts.uri.query());
+            assert_eq!(default_key_from(&parts, &url), default_key(&parts), "{uri}");
+        }
     }
 
     #[test]
@@ -448,10 +459,10 @@ mod tests {
     #[test]
     fn caller_and_variants_never_collide_with_plain_pages() {
         let plain = hash_key("", &[], "/a");
-        assert_ne!(page_hash("", &[], "/a", Some("x")), plain);
+        assert_ne!(page_hash("", [], "/a", Some("x")), plain);
         assert_ne!(
-            page_hash("", &[], "/a", Some("x")),
-            page_hash("", &[], "/a", Some("y"))
+            page_hash("", [], "/a", Some("x")),
+            page_hash("", [], "/a", Some("y"))
         );
         let v = |h: &[(&str, Option<String>)]| variant_hash(&plain, 1, h);
         assert_ne!(

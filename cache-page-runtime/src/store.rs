@@ -108,14 +108,12 @@ pub struct PageKey<'a> {
 
 impl PageKey<'_> {
     /// The page's hash with its groups at `versions` (in the order of `groups`).
-    pub(crate) fn hash_at(&self, versions: impl IntoIterator<Item = u64>) -> String {
-        let pairs: Vec<(&str, u64)> = self
-            .groups
-            .iter()
-            .map(String::as_str)
-            .zip(versions)
-            .collect();
-        crate::key::page_hash(self.prefix, &pairs, self.key, self.caller)
+    pub(crate) fn hash_at<V>(&self, versions: V) -> String
+    where
+        V: IntoIterator<Item = u64, IntoIter: ExactSizeIterator>,
+    {
+        let pairs = self.groups.iter().map(String::as_str).zip(versions);
+        crate::key::page_hash(self.prefix, pairs, self.key, self.caller)
     }
 }
 
