@@ -12,6 +12,15 @@ use crate::{
     telemetry::{self, Outcome},
 };
 
+/// `Cache-Status` (RFC 9211).
+pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// A header value of decimal digits.
+fn number(n: u64) -> HeaderValue {
+    HeaderValue::from_bytes(itoa::Buffer::new().format(n).as_bytes())
+        .expect("decimal digits are a valid header value")
+}
+
 /// How a stored entry came to be served, for `Cache-Status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Served {
@@ -40,7 +49,7 @@ pub(crate) fn hit(cache: &Cache, entry: &Entry, parts: &Parts, served: Served) -
             headers.append(name.clone(), value.clone());
         }
     }
-    headers.insert(header::AGE, HeaderValue::from(age));
+    headers.insert(header::AGE, number(age));
     let (status, body) = if not_modified {
         (StatusCode::NOT_MODIFIED, Body::empty())
     } else if parts.method == Method::HEAD {
@@ -56,12 +65,16 @@ pub(crate) fn hit(cache: &Cache, entry: &Entry, parts: &Parts, served: Served) -
             Served::Hit => "; hit; ttl=",
             Served::Collapsed => "; fwd=uri-miss; collapsed; ttl=",
         };
-        let mut value = String::with_capacity(name.len() + served.len() + 20);
-        value.push_str(name);
-        value.push_str(served);
-        value.push_str(itoa::Buffer::new().format(ttl));
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static("cache-status"), value);
+        let mut digits = itoa::Buffer::new();
+        let ttl = digits.format(ttl);
+        // Exactly as long as its capacity, the buffer becomes the value's own bytes:
+        // one allocation, no copy.
+        let mut value = Vec::with_capacity(name.len() + served.len() + ttl.len());
+        value.extend_from_slice(name.as_bytes());
+        value.extend_from_slice(served.as_bytes());
+        value.extend_from_slice(ttl.as_bytes());
+        if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
+            headers.insert(CACHE_STATUS, value);
         }
     }
     let mut response = Response::new(body);
@@ -98,7 +111,7 @@ where
 
 pub(crate) fn set_status(headers: &mut HeaderMap, value: std::fmt::Arguments<'_>) {
     if let Ok(value) = HeaderValue::from_str(&value.to_string()) {
-        headers.insert(HeaderName::from_static("cache-status"), value);
+        headers.insert(CACHE_STATUS, value);
     }
 }
 

@@ -77,8 +77,12 @@ where
 
     let prefix = config.prefix.resolve(&parts);
     let groups = config.resolve_groups(&parts);
-    let key = (config.key)(&parts);
     let url = canonical_url(parts.uri.path(), parts.uri.query());
+    let key = if config.default_key {
+        crate::key::default_key_from(&parts, &url)
+    } else {
+        (config.key)(&parts)
+    };
     let mut scopes = vec![Version::Path(parts.uri.path()), Version::Url(&url)];
     if !prefix.is_empty() {
         scopes.push(Version::Prefix(&prefix));
@@ -179,7 +183,7 @@ where
     };
     telemetry::request(Outcome::Miss);
     let miss = Miss {
-        cache: cache.clone(),
+        cache,
         config,
         parts,
         url,
@@ -187,6 +191,18 @@ where
         scopes: lookup.scopes,
         why,
     };
+    // Boxed: the miss path's futures are large, and a hit should not carry (and move)
+    // their room in its own state.
+    Box::pin(run_miss(miss, target, refresh, handler)).await
+}
+
+/// Runs a miss: alone, or as the leader or a follower of the flight for its page.
+async fn run_miss<F, R>(miss: Miss, target: Target, refresh: bool, handler: F) -> Response
+where
+    F: Future<Output = R> + Send + 'static,
+    R: IntoResponse,
+{
+    let cache = miss.cache.clone();
     if !cache.single_flight() || refresh {
         return miss.run(target, handler).await.0;
     }
