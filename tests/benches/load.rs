@@ -33,7 +33,7 @@ use std::{
 };
 
 use axum::{
-    Extension, Router,
+    Router,
     extract::State,
     http::{StatusCode, header},
     response::{IntoResponse, Response},
@@ -315,18 +315,37 @@ async fn two_gets(State(mut conn): State<ConnectionManager>) -> Response {
     }
 }
 
-/// (d), (e) The bare handler, cached; the store is the router's `Cache` extension.
-#[cache_page(timeout = 3600, group = "bench")]
-async fn cached_page() -> Response {
-    HANDLER_RUNS.fetch_add(1, Ordering::Relaxed);
-    page(BODY.clone())
+/// A router serving the bare handler, cached, at `/page`, and a 100-byte page (for the
+/// memory measurement) at `/small`, on the store installed under `$store`
+/// (`install_named`), as an application with several stores names them. Each cached
+/// configuration has its own; (e) uses the default cache instead (`install`), as an
+/// application with one store does.
+macro_rules! cached_router {
+    ($router:ident $(, $store:tt)?) => {
+        fn $router() -> Router {
+            #[cache_page(timeout = 3600, group = "bench" $(, store = $store)?)]
+            async fn page_1k() -> Response {
+                HANDLER_RUNS.fetch_add(1, Ordering::Relaxed);
+                page(BODY.clone())
+            }
+
+            #[cache_page(timeout = 3600, group = "bench" $(, store = $store)?)]
+            async fn page_100() -> Response {
+                page(SMALL.clone())
+            }
+
+            Router::new()
+                .route("/page", get(page_1k))
+                .route("/small", get(page_100))
+        }
+    };
 }
 
-/// A 100-byte page, for the memory measurement.
-#[cache_page(timeout = 3600, group = "bench")]
-async fn cached_small() -> Response {
-    page(SMALL.clone())
-}
+cached_router!(redis_router, "bench");
+cached_router!(seed_router, "bench-seed");
+cached_router!(redis_miss_router, "bench-miss");
+cached_router!(memory_router);
+cached_router!(memory_miss_router, "bench-memory-miss");
 
 async fn listen(router: Router) -> io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -1083,30 +1102,19 @@ async fn run(opts: Options) -> Result<(), String> {
             .build()
             .map_err(|x| e(&x))
     };
-    let cached_router = |cache: Cache| {
-        Router::new()
-            .route("/page", get(cached_page))
-            .route("/small", get(cached_small))
-            .layer(Extension(cache))
-    };
     let hit_store = redis_store("bench", true)?;
     let seed_store = redis_store("bench-seed", false)?;
     let miss_store = redis_store("bench-miss", true)?;
-    let redis_addr = listen(cached_router(Cache::new(hit_store.clone())))
-        .await
-        .map_err(|x| e(&x))?;
-    let seed_addr = listen(cached_router(Cache::new(seed_store.clone())))
-        .await
-        .map_err(|x| e(&x))?;
-    let redis_miss_addr = listen(cached_router(Cache::new(miss_store.clone())))
-        .await
-        .map_err(|x| e(&x))?;
-    let memory_addr = listen(cached_router(Cache::new(MemoryStore::new())))
-        .await
-        .map_err(|x| e(&x))?;
-    let memory_miss_addr = listen(cached_router(Cache::new(MemoryStore::new())))
-        .await
-        .map_err(|x| e(&x))?;
+    cache_page_runtime::install_named("bench", Cache::new(hit_store.clone()));
+    cache_page_runtime::install_named("bench-seed", Cache::new(seed_store.clone()));
+    cache_page_runtime::install_named("bench-miss", Cache::new(miss_store.clone()));
+    cache_page_runtime::install(Cache::new(MemoryStore::new())).map_err(|x| e(&x))?;
+    cache_page_runtime::install_named("bench-memory-miss", Cache::new(MemoryStore::new()));
+    let redis_addr = listen(redis_router()).await.map_err(|x| e(&x))?;
+    let seed_addr = listen(seed_router()).await.map_err(|x| e(&x))?;
+    let redis_miss_addr = listen(redis_miss_router()).await.map_err(|x| e(&x))?;
+    let memory_addr = listen(memory_router()).await.map_err(|x| e(&x))?;
+    let memory_miss_addr = listen(memory_miss_router()).await.map_err(|x| e(&x))?;
     let varnish = start_varnish(bare_addr).await?;
 
     // Every server answers 200 with the page; the cached ones serve hits.
