@@ -158,7 +158,7 @@ where
                 .is_some_and(|landed| landed.seq > seq);
             if !refreshed && let Join::Leader(leader) = cache.flights().join(&target.hash) {
                 let miss = Miss {
-                    cache: cache.clone(),
+                    cache: Cache::clone(&cache),
                     config,
                     parts: parts.clone(),
                     url: url.clone(),
@@ -183,7 +183,7 @@ where
     };
     telemetry::request(Outcome::Miss);
     let miss = Miss {
-        cache,
+        cache: Cache::clone(&cache),
         config,
         parts,
         url,
@@ -239,15 +239,34 @@ where
     }
 }
 
-fn resolve(config: &PageConfig, parts: &Parts) -> Result<Cache, Error> {
-    if let Some(name) = config.store {
-        return crate::named_cache(name).ok_or_else(|| Error::UnknownCache(name.to_owned()));
+/// The cache a request uses: borrowed when it is the default one, so that a hit on
+/// the default cache does not count references on a counter every core shares.
+enum Resolved {
+    Default(&'static Cache),
+    Own(Cache),
+}
+
+impl std::ops::Deref for Resolved {
+    type Target = Cache;
+
+    fn deref(&self) -> &Cache {
+        match self {
+            Resolved::Default(cache) => cache,
+            Resolved::Own(cache) => cache,
+        }
     }
-    Ok(parts
-        .extensions
-        .get::<Cache>()
-        .cloned()
-        .unwrap_or_else(|| crate::default_cache().clone()))
+}
+
+fn resolve(config: &PageConfig, parts: &Parts) -> Result<Resolved, Error> {
+    if let Some(name) = config.store {
+        return crate::named_cache(name)
+            .map(Resolved::Own)
+            .ok_or_else(|| Error::UnknownCache(name.to_owned()));
+    }
+    Ok(match parts.extensions.get::<Cache>() {
+        Some(cache) => Resolved::Own(cache.clone()),
+        None => Resolved::Default(crate::default_cache()),
+    })
 }
 
 /// What a lookup found, once validated.
