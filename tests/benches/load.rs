@@ -14,7 +14,7 @@
 //! Ctrl-C; all traffic stays on 127.0.0.1.
 //!
 //! Options (after `--`): `--secs N` per measurement (3), `--warmup N` (1), `--rounds N`
-//! (3), `--conns N` (64), `--max-pages N` largest group for the invalidation part
+//! (5), `--conns N` (64), `--max-pages N` largest group for the invalidation part
 //! (1,000,000), `--invalidations N` calls timed per size (200), `--only a,e` to load
 //! only some configurations (for profiling; the ratios then miss their operands).
 
@@ -74,7 +74,7 @@ impl Options {
         let mut o = Options {
             secs: 3.0,
             warmup: 1.0,
-            rounds: 3,
+            rounds: 5,
             conns: 64,
             max_pages: 1_000_000,
             invalidations: 200,
@@ -813,41 +813,69 @@ async fn invalidation(
     value: &[u8],
 ) -> Result<Vec<InvalidationRow>, String> {
     let e = |e: &dyn std::fmt::Display| e.to_string();
-    let store = RedisStore::builder(url)
-        .namespace("inval")
-        .command_timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|x| e(&x))?;
-    let cache = Cache::builder(store.clone())
-        .timeout(Duration::from_secs(10))
-        .build();
     let mut sizes: Vec<u64> = [100, 10_000, 100_000, 1_000_000]
         .into_iter()
         .filter(|s| *s < max_pages)
         .collect();
     sizes.push(max_pages);
-    let mut rows = Vec::new();
-    for pages in sizes {
+    // One store (namespace) and cache per size, so that every group can be in Redis
+    // at once.
+    let mut caches = Vec::new();
+    for pages in &sizes {
+        let store = RedisStore::builder(url)
+            .namespace(format!("inval-{pages}"))
+            .command_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|x| e(&x))?;
+        let cache = Cache::builder(store.clone())
+            .timeout(Duration::from_secs(10))
+            .build();
+        caches.push((store, cache));
+    }
+
+    // `invalidate_group` is timed with every group filled, the calls on the groups of
+    // each size taking turns: whatever else the machine does during the run weighs on
+    // every size alike, and so does Redis's own state (its keyspace, its rehashing).
+    let mut fills = Vec::new();
+    for (pages, (store, cache)) in sizes.iter().zip(&caches) {
         let version = cache.group_version("g").await.map_err(|x| e(&x))?;
         let t = Instant::now();
-        fill(conn, &store, version, 0, pages, value)
+        fill(conn, store, version, 0, *pages, value)
             .await
             .map_err(|x| e(&x))?;
-        let fill_time = t.elapsed();
-        let mut times = Vec::with_capacity(calls);
+        fills.push(t.elapsed());
         cache.invalidate_group("g").await.map_err(|x| e(&x))?; // loads the script
-        for _ in 0..calls {
+    }
+    let mut times = vec![Vec::with_capacity(calls); sizes.len()];
+    for _ in 0..calls {
+        for ((_, cache), times) in caches.iter().zip(&mut times) {
             let t = Instant::now();
             cache.invalidate_group("g").await.map_err(|x| e(&x))?;
             times.push(t.elapsed());
         }
-        times.sort_unstable();
+    }
+    let () = redis::cmd("FLUSHALL")
+        .query_async(conn)
+        .await
+        .map_err(|x| e(&x))?;
+
+    // SCAN + UNLINK walks the whole keyspace, so each size is measured alone: fill its
+    // pages into an empty server, then delete them.
+    let mut rows = Vec::new();
+    for (((pages, (store, cache)), mut times), fill_time) in
+        sizes.iter().zip(&caches).zip(times).zip(fills)
+    {
+        let version = cache.group_version("g").await.map_err(|x| e(&x))?;
+        fill(conn, store, version, 0, *pages, value)
+            .await
+            .map_err(|x| e(&x))?;
         let t = Instant::now();
         let deleted = scan_delete(conn, &format!("{}:page:*", store.namespace()))
             .await
             .map_err(|x| e(&x))?;
+        times.sort_unstable();
         let row = InvalidationRow {
-            pages,
+            pages: *pages,
             fill: fill_time,
             invalidate_median: times[times.len() / 2],
             invalidate_p90: times[times.len() * 9 / 10],
@@ -1457,7 +1485,7 @@ async fn run(opts: Options) -> Result<(), String> {
     out!(r, "");
     out!(
         r,
-        "### `invalidate_group` as the group grows (median of {} calls) vs SCAN + UNLINK of the same pages",
+        "### `invalidate_group` as the group grows (median of {} calls per size, the sizes taking turns, every group in Redis at once) vs SCAN + UNLINK of the same pages (each size alone)",
         opts.invalidations
     );
     out!(r, "");
