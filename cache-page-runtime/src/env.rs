@@ -17,6 +17,20 @@ use crate::{Cache, Error, MemoryStore};
 /// | `CACHE_PAGE_LOCK_MS`             | turns on the lock across instances, with this wait | off |
 /// | `CACHE_PAGE_MEMORY_MAX_ENTRIES`  | in-process store: most entries                     | `10000` |
 /// | `CACHE_PAGE_MEMORY_MAX_BYTES`    | in-process store: most bytes                       | `67108864` |
+///
+/// For instance, to show an operator what the service reads at start-up:
+///
+/// ```
+/// use cache_page_runtime::ENV_VARIABLES;
+///
+/// for name in ENV_VARIABLES {
+///     match std::env::var(name) {
+///         Ok(value) => println!("{name}={value}"),
+///         Err(_) => println!("{name} (unset: its default)"),
+///     }
+/// }
+/// assert!(ENV_VARIABLES.contains(&"CACHE_PAGE_REDIS_URL"));
+/// ```
 pub const VARIABLES: &[&str] = &[
     "CACHE_PAGE_REDIS_URL",
     "REDIS_URL",

@@ -73,7 +73,34 @@ impl<S> Layer<S> for CachePageLayer {
     }
 }
 
-/// The service made by [`CachePageLayer`]; see there for an example.
+/// The service made by [`CachePageLayer`]: it wraps any service that takes an axum
+/// [`Request`] and answers a [`Response`], and serves that service's pages from the
+/// cache.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use axum::{body::Body, extract::Request, http::StatusCode, routing::get};
+/// use cache_page_runtime::{Cache, CachePageLayer, PageConfig};
+/// use tower::{Layer, ServiceExt};
+///
+/// let inner = get(|| async { "a rendered page" }).with_state(());
+/// let cached = CachePageLayer::new(PageConfig::new(60u64)).layer(inner);
+///
+/// // This request brings its own cache, as a router's `Extension` layer would.
+/// let cache = Cache::memory();
+/// for status in ["miss", "hit"] {
+///     let request = Request::get("/page")
+///         .extension(cache.clone())
+///         .body(Body::empty())
+///         .unwrap();
+///     let response = cached.clone().oneshot(request).await.unwrap();
+///     assert_eq!(response.status(), StatusCode::OK);
+///     let cache_status = response.headers()["cache-status"].to_str().unwrap();
+///     assert!(cache_status.contains(if status == "hit" { "; hit" } else { "stored" }));
+/// }
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct CachePage<S> {
     inner: S,
