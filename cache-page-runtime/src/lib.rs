@@ -114,7 +114,8 @@
 //! ## 8. Sizing Redis
 //!
 //! Every page key has a TTL (its timeout plus grace). Group and prefix versions have
-//! none; path and URL versions expire after a week without invalidation. Set
+//! none; a path or URL version lives five minutes, or as long as the longest page
+//! stored under it, and a week once invalidated. Set
 //! `maxmemory` and `maxmemory-policy allkeys-lru` (or `allkeys-lfu`): evicting a page
 //! is a miss, and evicting a version is safe, because a missing version is re-seeded
 //! from the clock, above every value it had, so invalidated pages never come back (it

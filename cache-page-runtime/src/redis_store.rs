@@ -8,8 +8,8 @@
 //! | `<ns>:page:<md5 hex>`     | string  | the page's timeout + grace   |
 //! | `<ns>:group:<group>`      | integer | none                         |
 //! | `<ns>:prefix:<prefix>`    | integer | none                         |
-//! | `<ns>:path:<path>`        | integer | a week, renewed on invalidation |
-//! | `<ns>:url:<path?query>`   | integer | a week, renewed on invalidation |
+//! | `<ns>:path:<path>`        | integer | 5 min when seeded, extended to its longest page; a week once invalidated |
+//! | `<ns>:url:<path?query>`   | integer | 5 min when seeded, extended to its longest page; a week once invalidated |
 //! | `<ns>:tag:<tag>`          | set of page hashes | the longest page in it |
 //! | `<ns>:lock:<md5 hex>`     | string  | the lock wait (only with `lock_across_instances`) |
 
