@@ -160,6 +160,40 @@ impl Cache {
         self.bump(Version::Group(group)).await
     }
 
+    /// Invalidates every page of `group` in O(1), softly: no request is served a page
+    /// from before as fresh, but a handler with a `grace` serves it stale, for at most
+    /// `grace` seconds after this call, while the first request for it rebuilds it in
+    /// the background; so invalidating a large group does not send every request for
+    /// its pages to the handlers at once. A handler without `grace` misses, as after
+    /// [`invalidate_group`](Self::invalidate_group).
+    ///
+    /// The stale pages are those stored at the group's version before this call,
+    /// remembered for [`SOFT_WINDOW`](crate::SOFT_WINDOW). Finding one costs a miss one
+    /// more round trip to the store. On a store without soft invalidation
+    /// ([`RedisClusterStore`](crate::RedisClusterStore) among them) this is
+    /// `invalidate_group`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_page_runtime::Error> {
+    /// let cache = cache_page_runtime::Cache::memory();
+    /// let before = cache.group_version("views").await?;
+    /// assert_eq!(cache.invalidate_group_soft("views").await?, before + 1);
+    /// # Ok(()) }
+    /// ```
+    pub async fn invalidate_group_soft(&self, group: &str) -> Result<u64, Error> {
+        match self.with_timeout(self.store().bump_soft(group)).await {
+            Ok(new) => {
+                telemetry::invalidated("group", group, new);
+                Ok(new)
+            }
+            Err(err) => {
+                telemetry::error("invalidate", &err);
+                Err(err)
+            }
+        }
+    }
+
     /// Invalidates every page of a URL path, whatever its query string and request
     /// headers, in O(1).
     ///
@@ -465,6 +499,23 @@ pub fn named_cache(name: &str) -> Option<Cache> {
 /// ```
 pub async fn invalidate_group(group: &str) -> Result<(), Error> {
     default_cache().invalidate_group(group).await.map(|_| ())
+}
+
+/// Invalidates every page of `group` in the default cache softly: pages from before
+/// are served stale, within their handler's `grace`, while they are rebuilt. See
+/// [`Cache::invalidate_group_soft`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cache_page_runtime::Error> {
+/// cache_page_runtime::invalidate_group_soft("views").await?;
+/// # Ok(()) }
+/// ```
+pub async fn invalidate_group_soft(group: &str) -> Result<(), Error> {
+    default_cache()
+        .invalidate_group_soft(group)
+        .await
+        .map(|_| ())
 }
 
 /// Invalidates every page of a URL path in the default cache, whatever its query

@@ -49,21 +49,22 @@
 //! | what                                    | call                          | cost |
 //! |-----------------------------------------|-------------------------------|------|
 //! | every page of a group                   | [`Cache::invalidate_group`]   | one command, O(1) |
+//! | the same, old pages served stale while rebuilt | [`Cache::invalidate_group_soft`] | one command, O(1) |
 //! | a path, any query string, any headers   | [`Cache::invalidate_path`]    | one command, O(1) |
 //! | one URL with its query, any headers     | [`Cache::invalidate_url`]     | one command, O(1) |
 //! | everything under a prefix               | [`Cache::invalidate_prefix`]  | one command, O(1) |
 //! | the page a key function produced        | [`Cache::invalidate_key`], [`Cache::invalidate_request`] | two |
 //! | every page with a tag                   | [`Cache::invalidate_tag`]     | linear in the tag's pages |
 //!
-//! Versioned invalidations (the first four) never scan and never delete: old pages
+//! Versioned invalidations (the first five) never scan and never delete: old pages
 //! become unreachable and expire on their own timeout, so their memory is freed by
 //! TTL. Tags delete their pages at once, freeing memory now, at a cost linear in the
 //! number of pages: prefer groups for large sets and frequent invalidations, tags
 //! when memory must be freed immediately or the set is small. Every invalidation
 //! returns once it is visible to all instances sharing the store.
 //!
-//! The free functions ([`invalidate_group`], [`invalidate_path`], [`invalidate_url`],
-//! [`invalidate_tag`]) act on the default cache, so business logic needs no handle.
+//! The free functions ([`invalidate_group`], [`invalidate_group_soft`],
+//! [`invalidate_path`], [`invalidate_url`], [`invalidate_tag`]) act on the default cache, so business logic needs no handle.
 //!
 //! ## 4. Stores
 //!
@@ -183,7 +184,7 @@ mod telemetry;
 pub use crate::{
     cache::{
         Cache, CacheBuilder, default_cache, install, install_named, invalidate_group,
-        invalidate_path, invalidate_tag, invalidate_url, named_cache,
+        invalidate_group_soft, invalidate_path, invalidate_tag, invalidate_url, named_cache,
     },
     config::{IntoTimeout, PageConfig},
     entry::{Entry, VaryIndex},
@@ -193,7 +194,7 @@ pub use crate::{
     layer::{CachePage, CachePageLayer},
     memory::{MemoryStore, MemoryStoreBuilder},
     request::{DoNotCache, RefreshCache},
-    store::{BoxFuture, Lookup, PageKey, Store, Version, version_seed},
+    store::{BoxFuture, Lookup, PageKey, SOFT_WINDOW, Store, Superseded, Version, version_seed},
 };
 
 #[cfg(feature = "cluster")]

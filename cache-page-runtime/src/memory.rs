@@ -10,7 +10,11 @@ use moka::{notification::RemovalCause, sync::Cache as Moka};
 
 use crate::{
     Entry, Error,
-    store::{BoxFuture, Lookup, PageKey, Store, Version, version_seed},
+    entry::unix_ms,
+    store::{
+        BoxFuture, Lookup, PageKey, SOFT_WINDOW, SoftRecord, Store, Superseded, Version,
+        version_seed,
+    },
 };
 
 /// The in-process store: the default when nothing else is installed.
@@ -45,6 +49,9 @@ struct Versions {
     prefixes: RwLock<HashMap<String, u64>>,
     paths: RwLock<Scoped>,
     urls: RwLock<Scoped>,
+    /// The groups' soft invalidations within [`SOFT_WINDOW`], at most `soft_capacity`.
+    soft: Mutex<HashMap<String, SoftRecord>>,
+    soft_capacity: usize,
 }
 
 /// Path or URL versions: one per page would grow with the traffic, so only the names
@@ -188,6 +195,44 @@ impl Versions {
     }
 }
 
+impl Versions {
+    /// Bumps `group` and remembers the version before, for [`SOFT_WINDOW`].
+    fn bump_soft(&self, group: &str) -> u64 {
+        let mut groups = self.groups.write().unwrap_or_else(|e| e.into_inner());
+        let v = groups.entry(group.to_owned()).or_insert_with(version_seed);
+        let before = *v;
+        *v += 1;
+        let after = *v;
+        let now = unix_ms(std::time::SystemTime::now());
+        let mut soft = lock(&self.soft);
+        let window = SOFT_WINDOW.as_millis() as u64;
+        if soft.len() >= self.soft_capacity && !soft.contains_key(group) {
+            soft.retain(|_, r| now.saturating_sub(r.at_ms) < window);
+            if soft.len() >= self.soft_capacity {
+                // Forgetting a record only turns a soft invalidation into a hard one.
+                soft.clear();
+            }
+        }
+        soft.insert(
+            group.to_owned(),
+            SoftRecord {
+                before,
+                after,
+                at_ms: now,
+            },
+        );
+        after
+    }
+
+    /// The soft invalidation of `group` within [`SOFT_WINDOW`], if any.
+    fn soft_record(&self, group: &str, now_ms: u64) -> Option<SoftRecord> {
+        lock(&self.soft)
+            .get(group)
+            .copied()
+            .filter(|r| now_ms.saturating_sub(r.at_ms) < SOFT_WINDOW.as_millis() as u64)
+    }
+}
+
 impl MemoryStore {
     /// A store of at most 10,000 entries and 64 MiB.
     pub fn new() -> Self {
@@ -274,6 +319,8 @@ impl MemoryStoreBuilder {
                 prefixes: RwLock::default(),
                 paths: scoped(),
                 urls: scoped(),
+                soft: Mutex::default(),
+                soft_capacity: capacity,
             }),
             tags,
         }
@@ -359,6 +406,40 @@ impl Store for MemoryStore {
     fn version<'a>(&'a self, version: Version<'a>) -> BoxFuture<'a, Result<u64, Error>> {
         let v = self.versions.current(version);
         Box::pin(std::future::ready(Ok(v)))
+    }
+
+    fn bump_soft<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
+        let v = self.versions.bump_soft(group);
+        Box::pin(std::future::ready(Ok(v)))
+    }
+
+    fn soft_lookup<'a>(
+        &'a self,
+        page: PageKey<'a>,
+    ) -> BoxFuture<'a, Result<Option<Superseded>, Error>> {
+        let now = unix_ms(std::time::SystemTime::now());
+        let current: Vec<u64> = page
+            .groups
+            .iter()
+            .map(|g| self.versions.current(Version::Group(g)))
+            .collect();
+        let records: Vec<Option<SoftRecord>> = page
+            .groups
+            .iter()
+            .map(|g| self.versions.soft_record(g, now))
+            .collect();
+        let found =
+            page.superseded_versions(&current, &records)
+                .and_then(|(versions, invalidated_ms)| {
+                    let hash = page.hash_at(versions.iter().copied());
+                    let entry = self.entries.get(&hash)?;
+                    Some(Superseded {
+                        hash,
+                        entry,
+                        invalidated_ms,
+                    })
+                });
+        Box::pin(std::future::ready(Ok(found)))
     }
 
     fn delete_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, Result<u64, Error>> {

@@ -10,6 +10,7 @@
 //! | `<ns>:prefix:<prefix>`    | integer | none                         |
 //! | `<ns>:path:<path>`        | integer | 5 min when seeded, extended to its longest page; a week once invalidated |
 //! | `<ns>:url:<path?query>`   | integer | 5 min when seeded, extended to its longest page; a week once invalidated |
+//! | `<ns>:soft:<group>`       | string  | a day: the group's last soft invalidation |
 //! | `<ns>:tag:<tag>`          | set of page hashes | the longest page in it |
 //! | `<ns>:lock:<md5 hex>`     | string  | the lock wait (only with `lock_across_instances`) |
 
@@ -30,7 +31,11 @@ use redis::{
 
 use crate::{
     Entry, Error,
-    store::{BoxFuture, Lookup, PageKey, Store, Version, version_seed},
+    entry::unix_ms,
+    store::{
+        BoxFuture, Lookup, PageKey, SOFT_WINDOW, SoftRecord, Store, Superseded, Version,
+        version_seed,
+    },
 };
 
 /// Moves a version on in one command: `INCR` when it holds a number, otherwise a
@@ -48,6 +53,23 @@ if tonumber(ARGV[2]) > 0 then
   redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
 return v
+";
+
+/// [`BUMP`] for a group, which also records, under `KEYS[2]` for `ARGV[3]` seconds,
+/// `"<version before> <version after> <ARGV[2]>"` (`ARGV[2]`: the time in ms), so that
+/// pages stored before can still be found and served stale (a soft invalidation). A
+/// group without a version has no pages to keep: it is only seeded. Versions are
+/// written back as Redis returns them, as strings: Lua numbers would lose digits.
+pub(crate) const BUMP_SOFT: &str = r"
+local before = redis.call('GET', KEYS[1])
+if tonumber(before) then
+  redis.call('INCR', KEYS[1])
+  local after = redis.call('GET', KEYS[1])
+  redis.call('SET', KEYS[2], before .. ' ' .. after .. ' ' .. ARGV[2], 'EX', ARGV[3])
+  return tonumber(after)
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return tonumber(ARGV[1])
 ";
 
 /// Most group versions remembered per process (the guesses that make a hit one
@@ -89,6 +111,7 @@ pub struct RedisStore {
     /// The last version this process saw of each group.
     seen: Moka<String, u64>,
     bump: Arc<Script>,
+    bump_soft: Arc<Script>,
     pipelined_hits: bool,
     round_trips: Arc<AtomicU64>,
 }
@@ -306,6 +329,7 @@ impl RedisStoreBuilder {
             namespace: self.namespace.into(),
             seen: Moka::new(REMEMBERED_GROUPS),
             bump: Arc::new(Script::new(BUMP)),
+            bump_soft: Arc::new(Script::new(BUMP_SOFT)),
             pipelined_hits: self.pipelined_hits,
             round_trips: Arc::default(),
         })
@@ -386,6 +410,11 @@ pub(crate) mod keys {
         }
     }
 
+    /// Where a group's last soft invalidation is recorded.
+    pub(crate) fn soft(namespace: &str, group: &str) -> String {
+        format!("{namespace}:soft:{group}")
+    }
+
     pub(crate) fn tag(namespace: &str, tag: &str) -> String {
         format!("{namespace}:tag:{tag}")
     }
@@ -395,17 +424,7 @@ pub(crate) mod keys {
     }
 }
 
-/// A version as stored: decimal digits, nothing else (no sign, no spaces).
-pub(crate) fn parse_version(raw: &[u8]) -> Option<u64> {
-    if raw.is_empty() || raw.len() > 20 {
-        return None;
-    }
-    raw.iter().try_fold(0u64, |n, &b| {
-        b.is_ascii_digit()
-            .then_some(())
-            .and_then(|()| n.checked_mul(10)?.checked_add(u64::from(b - b'0')))
-    })
-}
+pub(crate) use crate::store::parse_decimal as parse_version;
 
 /// The version in one value of an `MGET` reply, if it holds one.
 fn version_of(value: &redis::Value) -> Option<u64> {
@@ -569,6 +588,68 @@ impl Store for RedisStore {
                 self.seen.insert(g.to_owned(), v);
             }
             Ok(v)
+        })
+    }
+
+    fn bump_soft<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
+        Box::pin(async move {
+            let v: u64 = self
+                .bump_soft
+                .key(self.version_key(Version::Group(group)))
+                .key(keys::soft(&self.namespace, group))
+                .arg(version_seed())
+                .arg(unix_ms(std::time::SystemTime::now()))
+                .arg(SOFT_WINDOW.as_secs())
+                .invoke_async(&mut self.trip()?)
+                .await?;
+            self.seen.insert(group.to_owned(), v);
+            Ok(v)
+        })
+    }
+
+    fn soft_lookup<'a>(
+        &'a self,
+        page: PageKey<'a>,
+    ) -> BoxFuture<'a, Result<Option<Superseded>, Error>> {
+        Box::pin(async move {
+            if page.groups.is_empty() {
+                return Ok(None);
+            }
+            // The groups' versions and their soft records, in one MGET.
+            let ns = &*self.namespace;
+            let mut mget = redis::cmd("MGET");
+            for g in page.groups {
+                mget.arg(keys::Arg(ns, Version::Group(g)));
+            }
+            for g in page.groups {
+                mget.arg(keys::soft(ns, g));
+            }
+            let raw: Vec<Option<Vec<u8>>> = mget.query_async(&mut self.trip()?).await?;
+            let n = page.groups.len();
+            if raw.len() != 2 * n {
+                return Err(Error::Corrupt("MGET answered the wrong number of values"));
+            }
+            let Some(current) = raw[..n]
+                .iter()
+                .map(|r| r.as_deref().and_then(parse_version))
+                .collect::<Option<Vec<u64>>>()
+            else {
+                return Ok(None);
+            };
+            let records: Vec<Option<SoftRecord>> = raw[n..]
+                .iter()
+                .map(|r| r.as_deref().and_then(SoftRecord::parse))
+                .collect();
+            let Some((versions, invalidated_ms)) = page.superseded_versions(&current, &records)
+            else {
+                return Ok(None);
+            };
+            let hash = page.hash_at(versions.iter().copied());
+            Ok(self.get(&hash).await?.map(|entry| Superseded {
+                hash,
+                entry,
+                invalidated_ms,
+            }))
         })
     }
 

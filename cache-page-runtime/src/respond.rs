@@ -28,6 +28,9 @@ pub(crate) enum Served {
     Hit,
     /// Another request of this process ran the handler and stored it meanwhile.
     Collapsed,
+    /// Stored before a soft invalidation of one of its groups, served stale while it
+    /// is rebuilt.
+    Superseded,
 }
 
 /// Builds the response for a stored entry, with `Age`, or a `304` when the request's
@@ -36,6 +39,7 @@ pub(crate) fn hit(cache: &Cache, entry: &Entry, parts: &Parts, served: Served) -
     let now = SystemTime::now();
     telemetry::request(match served {
         Served::Hit if entry.is_stale_at(now) => Outcome::Stale,
+        Served::Superseded => Outcome::Stale,
         Served::Hit => Outcome::Hit,
         Served::Collapsed => Outcome::Collapsed,
     });
@@ -59,10 +63,14 @@ pub(crate) fn hit(cache: &Cache, entry: &Entry, parts: &Parts, served: Served) -
         (entry.status, Body::from(entry.body.clone()))
     };
     if let Some(name) = cache.cache_status() {
-        // Negative once stale (RFC 9211 §2.4).
-        let ttl = entry.ttl.as_secs() as i64 - age as i64;
+        // Negative once stale (RFC 9211 §2.4); a superseded page is stale already.
+        let ttl = match served {
+            Served::Superseded => 0,
+            _ => entry.ttl.as_secs() as i64 - age as i64,
+        };
         let served = match served {
             Served::Hit => "; hit; ttl=",
+            Served::Superseded => "; hit; detail=invalidated; ttl=",
             Served::Collapsed => "; fwd=uri-miss; collapsed; ttl=",
         };
         let mut digits = itoa::Buffer::new();

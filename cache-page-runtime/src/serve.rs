@@ -145,10 +145,30 @@ where
             },
         ),
     };
+    // Nothing at the current versions: a page stored before a soft invalidation of one
+    // of its groups is served stale within the handler's grace, and rebuilt below.
+    let (found, superseded) = match found {
+        None if !refresh && config.grace > 0 && !page.groups.is_empty() => {
+            let old = superseded(
+                &cache,
+                page,
+                &lookup.scopes,
+                &parts,
+                &url,
+                now,
+                config.grace,
+            );
+            match old.await {
+                Some(entry) => (Some(entry), true),
+                None => (None, false),
+            }
+        }
+        found => (found, false),
+    };
     if let Some(entry) = found
         && !refresh
     {
-        if entry.is_stale_at(now) {
+        if superseded || entry.is_stale_at(now) {
             // In its grace period: serve it, and refresh it in the background unless
             // another request already does. A refresh that fails stores nothing, so
             // the stale page goes on being served (stale-if-error).
@@ -172,7 +192,12 @@ where
                 });
             }
         }
-        return hit(&cache, &entry, &parts, Served::Hit);
+        let served = if superseded {
+            Served::Superseded
+        } else {
+            Served::Hit
+        };
+        return hit(&cache, &entry, &parts, served);
     }
     let why = if refresh {
         Forward::Request
@@ -267,6 +292,44 @@ fn resolve(config: &PageConfig, parts: &Parts) -> Result<Resolved, Error> {
         Some(cache) => Resolved::Own(cache.clone()),
         None => Resolved::Default(crate::default_cache()),
     })
+}
+
+/// The page as stored before a soft invalidation of one of its groups, if the store
+/// still has it, that invalidation is less than `grace` seconds old, and the page may
+/// be served to this request (the same rules as a hit).
+async fn superseded(
+    cache: &Cache,
+    page: PageKey<'_>,
+    scopes: &[u64],
+    parts: &Parts,
+    url: &str,
+    now: SystemTime,
+    grace: u64,
+) -> Option<Arc<Entry>> {
+    let old = match cache.guarded(cache.store().soft_lookup(page)).await {
+        Ok(old) => old?,
+        Err(err) => {
+            telemetry::error("lookup", &err);
+            return None;
+        }
+    };
+    let since = crate::entry::unix_ms(now).saturating_sub(old.invalidated_ms);
+    if since >= grace.saturating_mul(1000) {
+        return None;
+    }
+    let lookup = Lookup {
+        hash: old.hash,
+        entry: Some(old.entry),
+        scopes: scopes.to_vec(),
+    };
+    match find(cache, &lookup, parts, url, now).await {
+        Found::Page(entry)
+        | Found::Variant {
+            variant: Some(entry),
+            ..
+        } => Some(entry),
+        _ => None,
+    }
 }
 
 /// What a lookup found, once validated.

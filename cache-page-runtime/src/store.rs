@@ -205,6 +205,27 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// unreachable. Returns the new version.
     fn bump<'a>(&'a self, version: Version<'a>) -> BoxFuture<'a, Result<u64, Error>>;
 
+    /// Moves a group's version on like [`bump`](Self::bump), and remembers for
+    /// [`SOFT_WINDOW`] the version it had, so that [`soft_lookup`](Self::soft_lookup)
+    /// still finds the pages stored under it. The default is a plain `bump`: on a store
+    /// without it, a soft invalidation is a hard one.
+    fn bump_soft<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
+        self.bump(Version::Group(group))
+    }
+
+    /// The page as it was stored before the soft invalidations ([`bump_soft`]) of its
+    /// groups, if one moved a group to its current version within [`SOFT_WINDOW`] and
+    /// the page is still stored at the versions before. The default finds nothing.
+    ///
+    /// [`bump_soft`]: Self::bump_soft
+    fn soft_lookup<'a>(
+        &'a self,
+        page: PageKey<'a>,
+    ) -> BoxFuture<'a, Result<Option<Superseded>, Error>> {
+        let _ = page;
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
     /// The current value of `version`, seeding it if missing.
     fn version<'a>(&'a self, version: Version<'a>) -> BoxFuture<'a, Result<u64, Error>>;
 
@@ -228,6 +249,82 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     }
 }
 
+/// A version as stored: decimal digits, nothing else (no sign, no spaces).
+pub(crate) fn parse_decimal(raw: &[u8]) -> Option<u64> {
+    if raw.is_empty() || raw.len() > 20 {
+        return None;
+    }
+    raw.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit()
+            .then_some(())
+            .and_then(|()| n.checked_mul(10)?.checked_add(u64::from(b - b'0')))
+    })
+}
+
+/// How long after a soft invalidation ([`Store::bump_soft`]) the pages stored before it
+/// can still be found, to be served stale within their handler's `grace`.
+pub const SOFT_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// A page found by [`Store::soft_lookup`]: stored before a soft invalidation.
+#[derive(Clone, Debug)]
+pub struct Superseded {
+    /// Where the entry is stored: the page's hash at the versions before.
+    pub hash: String,
+    /// The entry.
+    pub entry: Arc<Entry>,
+    /// When the earliest of the soft invalidations that superseded it happened, in
+    /// milliseconds since the Unix epoch: its handler's grace counts from there.
+    pub invalidated_ms: u64,
+}
+
+/// What a store remembers of a group's soft invalidation: the version before, the
+/// version it set, and when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SoftRecord {
+    pub(crate) before: u64,
+    pub(crate) after: u64,
+    pub(crate) at_ms: u64,
+}
+
+impl SoftRecord {
+    /// `"<before> <after> <at_ms>"`, as the Redis stores keep it.
+    pub(crate) fn parse(raw: &[u8]) -> Option<SoftRecord> {
+        let text = std::str::from_utf8(raw).ok()?;
+        let mut parts = text.split(' ').map(|p| parse_decimal(p.as_bytes()));
+        let record = SoftRecord {
+            before: parts.next()??,
+            after: parts.next()??,
+            at_ms: parts.next()??,
+        };
+        parts.next().is_none().then_some(record)
+    }
+}
+
+impl PageKey<'_> {
+    /// The group versions to look the page up at, superseded ones replaced by the
+    /// version before, and the earliest time of those replacements; `None` when no
+    /// record applies to a group's current version.
+    pub(crate) fn superseded_versions(
+        &self,
+        current: &[u64],
+        records: &[Option<SoftRecord>],
+    ) -> Option<(Vec<u64>, u64)> {
+        let mut earliest: Option<u64> = None;
+        let versions = current
+            .iter()
+            .zip(records)
+            .map(|(&v, record)| match record {
+                Some(r) if r.after == v => {
+                    earliest = Some(earliest.map_or(r.at_ms, |e| e.min(r.at_ms)));
+                    r.before
+                }
+                _ => v,
+            })
+            .collect();
+        earliest.map(|at| (versions, at))
+    }
+}
+
 /// A version for a name that has none: the current time in microseconds. Versions
 /// only grow by one per invalidation, so a new seed is larger than every version the
 /// name had before unless it was invalidated more than a million times a second.
@@ -241,4 +338,70 @@ pub fn version_seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_micros() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn soft_records_parse_exactly_three_numbers() {
+        assert_eq!(
+            SoftRecord::parse(b"1795234570306707 1795234570306708 1732000000123"),
+            Some(SoftRecord {
+                before: 1_795_234_570_306_707,
+                after: 1_795_234_570_306_708,
+                at_ms: 1_732_000_000_123,
+            })
+        );
+        for bad in [
+            &b""[..],
+            b"1 2",
+            b"1 2 3 4",
+            b"1  2 3",
+            b"1 2 x",
+            b"1.5e15 2 3",
+        ] {
+            assert_eq!(
+                SoftRecord::parse(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn only_records_of_the_current_version_supersede() {
+        let groups = ["a".to_owned(), "b".to_owned()];
+        let page = PageKey {
+            prefix: "",
+            groups: &groups,
+            key: "/k",
+            caller: None,
+            scopes: &[],
+        };
+        let record = |before, after, at_ms| {
+            Some(SoftRecord {
+                before,
+                after,
+                at_ms,
+            })
+        };
+        assert_eq!(page.superseded_versions(&[10, 20], &[None, None]), None);
+        // A record for an older version of the group: a hard bump came after it.
+        assert_eq!(
+            page.superseded_versions(&[10, 20], &[record(8, 9, 5), None]),
+            None
+        );
+        assert_eq!(
+            page.superseded_versions(&[10, 20], &[record(9, 10, 5), None]),
+            Some((vec![9, 20], 5))
+        );
+        // Both groups: both versions before, timed from the earlier invalidation.
+        assert_eq!(
+            page.superseded_versions(&[10, 20], &[record(9, 10, 7), record(19, 20, 5)]),
+            Some((vec![9, 19], 5))
+        );
+    }
 }
