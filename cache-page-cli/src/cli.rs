@@ -173,12 +173,17 @@ pub enum Command {
 pub enum Invalidate {
     /// Invalidate every page of each group, in O(1); prints each group's new version
     #[command(after_help = after_help!(
-        "Example:\n  cache-page invalidate group views catalogue"
+        "Examples:\n  cache-page invalidate group views catalogue\n  \
+         cache-page invalidate group --soft views"
     ))]
     Group {
         /// The group's name, as the handler names it (`group = "views"`)
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
+        /// Softly: handlers with a `grace` serve the old pages stale, within their
+        /// grace, while they are rebuilt (`invalidate_group_soft`)
+        #[arg(long)]
+        soft: bool,
     },
 
     /// Invalidate every page of each URL path, whatever its query string and headers;
@@ -338,10 +343,12 @@ pub enum Kind {
     Tag,
     /// `<ns>:lock:<md5>`: a lock across instances
     Lock,
+    /// `<ns>:soft:<group>`: a group's last soft invalidation
+    Soft,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Page,
         Kind::Group,
         Kind::Path,
@@ -349,6 +356,7 @@ impl Kind {
         Kind::Prefix,
         Kind::Tag,
         Kind::Lock,
+        Kind::Soft,
     ];
 
     /// The kind as it appears in keys.
@@ -361,6 +369,7 @@ impl Kind {
             Kind::Prefix => "prefix",
             Kind::Tag => "tag",
             Kind::Lock => "lock",
+            Kind::Soft => "soft",
         }
     }
 

@@ -118,9 +118,13 @@ fn usage(sub: Option<&str>, kind: ErrorKind, message: impl Display) -> CliError 
 
 async fn invalidate(ctx: &Ctx, what: Invalidate, out: &mut Out) -> Result<(), CliError> {
     match what {
-        Invalidate::Group { names } => {
+        Invalidate::Group { names, soft } => {
             for name in names {
-                let v = ctx.runtime(ctx.cache.invalidate_group(&name)).await?;
+                let v = if soft {
+                    ctx.runtime(ctx.cache.invalidate_group_soft(&name)).await?
+                } else {
+                    ctx.runtime(ctx.cache.invalidate_group(&name)).await?
+                };
                 out.item(
                     v.to_string(),
                     json!({"kind": "group", "name": name, "version": v}),

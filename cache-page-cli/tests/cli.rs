@@ -332,6 +332,36 @@ async fn key_finds_the_page_a_handler_stored_and_invalidate_group_moves_it() {
 }
 
 #[tokio::test]
+async fn invalidate_group_soft_records_the_version_before() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("cli-soft");
+    let cache = patient_cache(store(&server, &ns));
+    let before = cache.group_version("views").await.unwrap();
+
+    let bumped: u64 = ok(cli_on(
+        &server,
+        &ns,
+        &["invalidate", "group", "--soft", "views"],
+    ))
+    .trim()
+    .parse()
+    .expect("a version");
+    assert_eq!(bumped, before + 1);
+    assert_eq!(cache.group_version("views").await.unwrap(), bumped);
+    let record: String = server.cmd(&["GET", &format!("{ns}:soft:views")]).await;
+    let fields: Vec<&str> = record.split(' ').collect();
+    assert_eq!(fields[..2], [before.to_string(), bumped.to_string()]);
+    assert_eq!(fields.len(), 3, "{record:?}");
+    // Listed with its TTL: a day at most.
+    let listed = ok(cli_on(&server, &ns, &["list", "--kind", "soft"]));
+    let (key, ttl) = listed.trim().split_once('\t').expect("key and TTL");
+    assert_eq!(key, format!("{ns}:soft:views"));
+    let ttl: u64 = ttl.parse().expect("a TTL in seconds");
+    assert!(ttl > 0 && ttl <= 86_400, "TTL {ttl}");
+    drop(server);
+}
+
+#[tokio::test]
 async fn invalidate_path_url_prefix_and_tag_print_what_version_shows() {
     let server = RedisServer::start();
     let ns = unique_namespace("cli-invalidate");
@@ -434,7 +464,7 @@ async fn count_and_list_see_what_a_redis_store_wrote() {
     );
     assert_eq!(
         ok(cli_on(&server, &ns, &["count", "--by-kind"])),
-        "page\t1\ngroup\t2\npath\t2\nurl\t2\nprefix\t1\ntag\t0\nlock\t0\nother\t0\ntotal\t8\n"
+        "page\t1\ngroup\t2\npath\t2\nurl\t2\nprefix\t1\ntag\t0\nlock\t0\nsoft\t0\nother\t0\ntotal\t8\n"
     );
     assert_eq!(
         ok(cli_on(

@@ -169,9 +169,9 @@ impl Cache {
     ///
     /// The stale pages are those stored at the group's version before this call,
     /// remembered for [`SOFT_WINDOW`](crate::SOFT_WINDOW). Finding one costs a miss one
-    /// more round trip to the store. On a store without soft invalidation
-    /// ([`RedisClusterStore`](crate::RedisClusterStore) among them) this is
-    /// `invalidate_group`.
+    /// more round trip to the store (only on handlers with a `grace`). Each instance
+    /// rebuilds a page once, as for a page past its timeout. On a custom store that does not implement
+    /// [`Store::bump_soft`](crate::Store::bump_soft), this is `invalidate_group`.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]

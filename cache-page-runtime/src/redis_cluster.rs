@@ -36,8 +36,9 @@ use redis::{
 
 use crate::{
     Entry, Error,
-    redis_store::{BUMP, REMEMBERED_GROUPS, decode, parse_version},
-    store::{BoxFuture, Lookup, PageKey, Store, Version, version_seed},
+    entry::unix_ms,
+    redis_store::{BUMP, REMEMBERED_GROUPS, decode, parse_version, superseded_hash},
+    store::{BoxFuture, Lookup, PageKey, SOFT_WINDOW, Store, Superseded, Version, version_seed},
 };
 
 /// Most single-key commands in flight at once when a tag's pages are deleted.
@@ -591,6 +592,62 @@ impl Store for RedisClusterStore {
                 self.seen.insert(g.to_owned(), v);
             }
             Ok(v)
+        })
+    }
+
+    /// The bump, then the record of the version before it: the group's version and its
+    /// record live on different nodes, so the two cannot be one script. A request
+    /// between the two misses instead of being served the old page.
+    fn bump_soft<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
+        Box::pin(async move {
+            let after = self.bump(Version::Group(group)).await?;
+            // A seeded version has no pages before it: its record leads nowhere.
+            let record = format!(
+                "{} {after} {}",
+                after - 1,
+                unix_ms(std::time::SystemTime::now())
+            );
+            let () = self
+                .connection()
+                .set_ex(
+                    crate::redis_store::keys::soft(&self.namespace, group),
+                    record,
+                    SOFT_WINDOW.as_secs(),
+                )
+                .await?;
+            Ok(after)
+        })
+    }
+
+    fn soft_lookup<'a>(
+        &'a self,
+        page: PageKey<'a>,
+    ) -> BoxFuture<'a, Result<Option<Superseded>, Error>> {
+        Box::pin(async move {
+            if page.groups.is_empty() {
+                return Ok(None);
+            }
+            let keys: Vec<String> = page
+                .groups
+                .iter()
+                .map(|g| self.version_key(Version::Group(g)))
+                .chain(
+                    page.groups
+                        .iter()
+                        .map(|g| crate::redis_store::keys::soft(&self.namespace, g)),
+                )
+                .collect();
+            let raw = self.get_all(&keys).await?;
+            let Some((hash, invalidated_ms)) = superseded_hash(page, &raw)? else {
+                return Ok(None);
+            };
+            Ok(
+                decode(self.get_raw(self.page_key(&hash)).await?).map(|entry| Superseded {
+                    hash,
+                    entry,
+                    invalidated_ms,
+                }),
+            )
         })
     }
 

@@ -426,6 +426,33 @@ pub(crate) mod keys {
 
 pub(crate) use crate::store::parse_decimal as parse_version;
 
+/// Where the page was stored before the soft invalidations of its groups, and when
+/// the earliest of them happened, from `raw`: the groups' versions, then their soft
+/// records.
+pub(crate) fn superseded_hash(
+    page: PageKey<'_>,
+    raw: &[Option<Vec<u8>>],
+) -> Result<Option<(String, u64)>, Error> {
+    let n = page.groups.len();
+    if raw.len() != 2 * n {
+        return Err(Error::Corrupt("MGET answered the wrong number of values"));
+    }
+    let Some(current) = raw[..n]
+        .iter()
+        .map(|r| r.as_deref().and_then(parse_version))
+        .collect::<Option<Vec<u64>>>()
+    else {
+        return Ok(None);
+    };
+    let records: Vec<Option<SoftRecord>> = raw[n..]
+        .iter()
+        .map(|r| r.as_deref().and_then(SoftRecord::parse))
+        .collect();
+    Ok(page
+        .superseded_versions(&current, &records)
+        .map(|(versions, at)| (page.hash_at(versions.iter().copied()), at)))
+}
+
 /// The version in one value of an `MGET` reply, if it holds one.
 fn version_of(value: &redis::Value) -> Option<u64> {
     match value {
@@ -625,26 +652,9 @@ impl Store for RedisStore {
                 mget.arg(keys::soft(ns, g));
             }
             let raw: Vec<Option<Vec<u8>>> = mget.query_async(&mut self.trip()?).await?;
-            let n = page.groups.len();
-            if raw.len() != 2 * n {
-                return Err(Error::Corrupt("MGET answered the wrong number of values"));
-            }
-            let Some(current) = raw[..n]
-                .iter()
-                .map(|r| r.as_deref().and_then(parse_version))
-                .collect::<Option<Vec<u64>>>()
-            else {
+            let Some((hash, invalidated_ms)) = superseded_hash(page, &raw)? else {
                 return Ok(None);
             };
-            let records: Vec<Option<SoftRecord>> = raw[n..]
-                .iter()
-                .map(|r| r.as_deref().and_then(SoftRecord::parse))
-                .collect();
-            let Some((versions, invalidated_ms)) = page.superseded_versions(&current, &records)
-            else {
-                return Ok(None);
-            };
-            let hash = page.hash_at(versions.iter().copied());
             Ok(self.get(&hash).await?.map(|entry| Superseded {
                 hash,
                 entry,

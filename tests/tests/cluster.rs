@@ -39,6 +39,12 @@ async fn item(State(hits): State<Hits>, uri: Uri) -> String {
     format!("{uri} run {}", hits.bump())
 }
 
+/// Served stale for a minute after a soft invalidation of its group.
+#[cache_page(timeout = 60, group = "products", grace = 60)]
+async fn offer(State(hits): State<Hits>, uri: Uri) -> String {
+    format!("{uri} run {}", hits.bump())
+}
+
 /// Cached by a layer with the tag `catalogue` (the attribute takes no tags).
 async fn tagged(State(hits): State<Hits>, uri: Uri) -> String {
     format!("{uri} run {}", hits.bump())
@@ -52,6 +58,7 @@ fn app(cache: &Cache, hits: &Hits) -> Router {
         .route("/products/{id}", get(product))
         .route("/users/{id}", get(user))
         .route("/items/{id}", get(item))
+        .route("/offers/{id}", get(offer))
         .merge(tagged)
         .with_state(hits.clone())
         .layer(Extension(cache.clone()))
@@ -172,6 +179,68 @@ async fn invalidating_a_group_invalidates_all_its_pages_and_no_other() {
         .expect("invalidated");
     assert_cached(&app, &products, false).await;
     assert_cached(&app, &others, true).await;
+    assert_no_cross_slot(&cluster);
+}
+
+#[tokio::test]
+async fn a_soft_group_invalidation_serves_the_old_pages_stale_while_they_are_rebuilt() {
+    let cluster = RedisCluster::shared();
+    let store = cluster.store("soft");
+    let cache = patient_cache(store.clone());
+    let hits = Hits::new();
+    let app = app(&cache, &hits);
+    let offers = uris("/offers", 6);
+    warm(&app, &offers).await;
+    let mut cached = Vec::new();
+    for uri in &offers {
+        cached.push(fetch(&app, uri).await.text());
+    }
+    let before = hits.get();
+
+    // Through another process: each page is served as it was, stale, once, while
+    // its rebuild runs; then the rebuilt page is a hit.
+    let other = patient_cache(cluster.store_in(store.namespace()));
+    other
+        .invalidate_group_soft("products")
+        .await
+        .expect("invalidated");
+    for (uri, cached) in offers.iter().zip(&cached) {
+        let stale = fetch(&app, uri).await;
+        assert_eq!(&stale.text(), cached);
+        assert_eq!(
+            stale.cache_status(),
+            "cache-page; hit; detail=invalidated; ttl=0"
+        );
+    }
+    eventually(
+        Duration::from_secs(10),
+        "every page was rebuilt",
+        async || hits.get() == before + offers.len(),
+    )
+    .await;
+    for (uri, cached) in offers.iter().zip(&cached) {
+        eventually(
+            Duration::from_secs(10),
+            "the rebuilt page is a hit",
+            async || {
+                let reply = fetch(&app, uri).await;
+                reply.is_hit() && &reply.text() != cached
+            },
+        )
+        .await;
+    }
+    assert_eq!(hits.get(), before + offers.len());
+
+    // A hard invalidation after it leaves nothing old to serve.
+    cache
+        .invalidate_group_soft("products")
+        .await
+        .expect("invalidated");
+    cache
+        .invalidate_group("products")
+        .await
+        .expect("invalidated");
+    assert_cached(&app, &offers, false).await;
     assert_no_cross_slot(&cluster);
 }
 
