@@ -8,11 +8,16 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    Extension, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get,
+    Extension, Router,
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+    response::IntoResponse,
+    routing::get,
 };
 use cache_page_runtime::{Cache, RedisStore, cache_page};
 use cache_page_tests::{
-    Hits, RedisServer, Reply, both_stores, eventually, fetch, patient_cache, unique_namespace,
+    Hits, RedisServer, Reply, both_stores, eventually, fetch, fetch_with, patient_cache,
+    unique_namespace,
 };
 use tokio::sync::Semaphore;
 
@@ -63,8 +68,24 @@ async fn failing_after_one(State(origin): State<Origin>) -> impl IntoResponse {
     }
 }
 
+/// Varies on `Accept-Language`.
+#[cache_page(timeout = 3600, group = "catalogue", grace = 60)]
+async fn by_language(State(origin): State<Origin>, headers: HeaderMap) -> impl IntoResponse {
+    let lang = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("none")
+        .to_owned();
+    let n = origin.run().await;
+    (
+        [(header::VARY, "accept-language")],
+        format!("{lang} run {n}"),
+    )
+}
+
 fn app(cache: &Cache, origin: &Origin) -> Router {
     Router::new()
+        .route("/lang", get(by_language))
         .route("/with-grace", get(with_grace))
         .route("/without-grace", get(without_grace))
         .route("/failing", get(failing_after_one))
@@ -161,6 +182,55 @@ async fn a_hard_invalidation_after_a_soft_one_leaves_nothing_to_serve(cache: Cac
     );
 }
 
+/// A page that varies on a request header: each variant from before is served to the
+/// requests with its header values, stale, while the page is rebuilt.
+async fn the_old_variants_are_served_to_their_requests(cache: Cache) {
+    let origin = Origin::new();
+    let app = app(&cache, &origin);
+    let (en, fr) = ([("accept-language", "en")], [("accept-language", "fr")]);
+    assert_body(&fetch_with(&app, "/lang", &en).await, "en run 1");
+    origin.gate.add_permits(1);
+    assert_body(&fetch_with(&app, "/lang", &fr).await, "fr run 2");
+    assert!(fetch_with(&app, "/lang", &fr).await.is_hit());
+
+    cache
+        .invalidate_group_soft("catalogue")
+        .await
+        .expect("invalidated");
+    for _ in 0..3 {
+        let stale_en = fetch_with(&app, "/lang", &en).await;
+        assert_body(&stale_en, "en run 1");
+        assert_eq!(stale_en.cache_status(), SUPERSEDED);
+        let stale_fr = fetch_with(&app, "/lang", &fr).await;
+        assert_body(&stale_fr, "fr run 2");
+        assert_eq!(stale_fr.cache_status(), SUPERSEDED);
+    }
+}
+
+/// A page whose path was invalidated after the soft invalidation of its group is not
+/// served stale: the hard invalidation of its path wins.
+async fn a_path_invalidation_after_a_soft_one_wins(cache: Cache) {
+    let origin = Origin::new();
+    origin.gate.add_permits(10);
+    let app = app(&cache, &origin);
+    assert_body(&fetch(&app, "/with-grace").await, "run 1");
+    cache
+        .invalidate_group_soft("catalogue")
+        .await
+        .expect("invalidated");
+    cache
+        .invalidate_path("/with-grace")
+        .await
+        .expect("invalidated");
+    let reply = fetch(&app, "/with-grace").await;
+    assert_body(&reply, "run 2");
+    assert!(
+        reply.cache_status().contains("fwd=uri-miss"),
+        "{:?}",
+        reply.cache_status()
+    );
+}
+
 /// The refresh fails, so the old page is the only one; it is served for the handler's
 /// grace (3 s) after the invalidation, and not after.
 async fn the_old_page_is_served_within_grace_only(cache: Cache) {
@@ -198,6 +268,8 @@ both_stores!(
     the_old_page_is_served_stale_while_one_request_rebuilds_it,
     a_handler_without_grace_misses,
     a_hard_invalidation_after_a_soft_one_leaves_nothing_to_serve,
+    a_path_invalidation_after_a_soft_one_wins,
+    the_old_variants_are_served_to_their_requests,
     the_old_page_is_served_within_grace_only,
 );
 
