@@ -63,6 +63,18 @@ pub enum Error {
     #[error("stored entry is not a valid cache-page entry: {0}")]
     Corrupt(&'static str),
 
+    /// An invalidation reached fewer replicas than
+    /// `RedisClusterStoreBuilder::wait_for_replicas` asks for, within its timeout. It
+    /// is in force on the node that took it, but a failover before the replicas catch
+    /// up could lose it: call it again.
+    #[error("the invalidation reached {acknowledged} of {wanted} replicas in time")]
+    NotReplicated {
+        /// The replicas asked for.
+        wanted: u32,
+        /// The replicas that acknowledged it.
+        acknowledged: u32,
+    },
+
     /// An error from a user-provided [`Store`](crate::Store).
     #[error("cache store failed")]
     Store(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -31,7 +31,7 @@ use redis::{
     AsyncCommands, ErrorKind, Script, ServerErrorKind,
     cluster::{ClusterClient, ClusterConfig},
     cluster_async::ClusterConnection,
-    cluster_routing::Slot,
+    cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr},
 };
 
 use crate::{
@@ -99,10 +99,23 @@ pub struct RedisClusterStore {
     config: ClusterConfig,
     /// Made on first use: making it spawns its task on the current Tokio runtime.
     conn: Arc<OnceLock<ClusterConnection>>,
+    /// With `wait_for_replicas`: the connection invalidations and their `WAIT` go
+    /// through, so that a `WAIT` (which holds its connection until the replicas answer)
+    /// never delays a request's lookup, and covers the invalidation it follows.
+    invalidations: Option<Invalidations>,
     namespace: Arc<str>,
     /// The last version this process saw of each group.
     seen: Moka<String, u64>,
     bump: Arc<Script>,
+}
+
+#[derive(Clone)]
+struct Invalidations {
+    client: ClusterClient,
+    config: ClusterConfig,
+    conn: Arc<OnceLock<ClusterConnection>>,
+    replicas: u32,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisClusterStore {
@@ -137,6 +150,7 @@ pub struct RedisClusterStoreBuilder {
     connect_timeout: Duration,
     command_timeout: Duration,
     retries: u32,
+    wait_for_replicas: Option<(u32, Duration)>,
 }
 
 impl RedisClusterStore {
@@ -182,6 +196,7 @@ impl RedisClusterStore {
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_millis(250),
             retries: 3,
+            wait_for_replicas: None,
         }
     }
 
@@ -274,6 +289,52 @@ impl RedisClusterStore {
                     .get_pending_async_connection_with_config(self.config.clone())
             })
             .clone()
+    }
+
+    /// The connection an invalidation goes through: its own when it waits for
+    /// replicas.
+    fn invalidation_connection(&self) -> ClusterConnection {
+        match &self.invalidations {
+            Some(inv) => inv
+                .conn
+                .get_or_init(|| {
+                    inv.client
+                        .get_pending_async_connection_with_config(inv.config.clone())
+                })
+                .clone(),
+            None => self.connection(),
+        }
+    }
+
+    /// With `wait_for_replicas`, waits until enough replicas of the node holding `key`
+    /// acknowledged the writes made through `conn`.
+    async fn replicated(&self, conn: &mut ClusterConnection, key: &str) -> Result<(), Error> {
+        let Some(inv) = &self.invalidations else {
+            return Ok(());
+        };
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(inv.replicas).arg(
+            u64::try_from(inv.timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        );
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+            Route::with_key(key, SlotAddr::Master),
+        ));
+        let reply = conn.route_command(wait, routing).await?;
+        let redis::Value::Int(acknowledged) = reply else {
+            return Err(Error::Corrupt(
+                "WAIT answered something else than an integer",
+            ));
+        };
+        let acknowledged = u32::try_from(acknowledged).unwrap_or(0);
+        if acknowledged < inv.replicas {
+            return Err(Error::NotReplicated {
+                wanted: inv.replicas,
+                acknowledged,
+            });
+        }
+        Ok(())
     }
 
     fn guess(&self, groups: &[String]) -> Option<Vec<u64>> {
@@ -427,6 +488,31 @@ impl RedisClusterStoreBuilder {
         self
     }
 
+    /// After each invalidation, waits until `replicas` replicas of the node holding the
+    /// version acknowledge it (Redis `WAIT`), for at most `timeout`; an invalidation
+    /// fewer acknowledge returns [`Error::NotReplicated`] (default: no wait).
+    ///
+    /// Replication in Redis Cluster is asynchronous: without this, an invalidation
+    /// that returned `Ok` can be lost if its node fails over before a replica has it,
+    /// and pages from before would be served again. Invalidations then go through a
+    /// connection of their own, so a `WAIT` never holds up a request's lookup. `WAIT`
+    /// usually answers within a millisecond or two, but can take up to a second while
+    /// a replica has just connected; the cache's own
+    /// [`timeout`](crate::CacheBuilder::timeout) (500 ms by default) bounds every
+    /// invalidation too, so raise it with `timeout`. Only version bumps wait; tag and
+    /// key deletions do not.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let b = cache_page_runtime::RedisClusterStore::builder(["redis://127.0.0.1:7000"]);
+    /// let b = b.wait_for_replicas(1, Duration::from_millis(200));
+    /// # let _ = b;
+    /// ```
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.wait_for_replicas = (replicas > 0).then_some((replicas, timeout));
+        self
+    }
+
     /// Builds the store. The connection is made on first use and remade after
     /// failures, so this fails only on a malformed URL or an empty node list.
     ///
@@ -448,10 +534,36 @@ impl RedisClusterStoreBuilder {
         let config = ClusterConfig::new()
             .set_connection_timeout(self.connect_timeout)
             .set_response_timeout(self.command_timeout);
+        // Invalidations that wait for replicas answer within the wait, plus the usual
+        // command timeout.
+        let invalidations = match self.wait_for_replicas {
+            None => None,
+            Some((replicas, timeout)) => {
+                let answer = self.command_timeout + timeout;
+                Some(Invalidations {
+                    client: ClusterClient::builder(self.nodes.iter().map(String::as_str))
+                        .connection_timeout(self.connect_timeout)
+                        .response_timeout(answer)
+                        .overall_response_timeout(Some(answer))
+                        .retries(self.retries)
+                        .min_retry_wait(10)
+                        .max_retry_wait(200)
+                        .retry_wait_formula(20, 2)
+                        .build()?,
+                    config: ClusterConfig::new()
+                        .set_connection_timeout(self.connect_timeout)
+                        .set_response_timeout(answer),
+                    conn: Arc::default(),
+                    replicas,
+                    timeout,
+                })
+            }
+        };
         Ok(RedisClusterStore {
             client,
             config,
             conn: Arc::default(),
+            invalidations,
             namespace: self.namespace.into(),
             seen: Moka::new(REMEMBERED_GROUPS),
             bump: Arc::new(Script::new(BUMP)),
@@ -561,7 +673,7 @@ impl Store for RedisClusterStore {
 
     fn bump<'a>(&'a self, version: Version<'a>) -> BoxFuture<'a, Result<u64, Error>> {
         Box::pin(async move {
-            let mut conn = self.connection();
+            let mut conn = self.invalidation_connection();
             let key = self.version_key(version);
             let seed = version_seed();
             let ttl = version.bumped_ttl().map_or(0, |t| t.as_secs());
@@ -591,6 +703,7 @@ impl Store for RedisClusterStore {
             if let Version::Group(g) = version {
                 self.seen.insert(g.to_owned(), v);
             }
+            self.replicated(&mut conn, &key).await?;
             Ok(v)
         })
     }

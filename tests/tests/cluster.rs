@@ -18,7 +18,7 @@ use std::{
 
 use axum::{Extension, Router, extract::State, http::Uri, routing::get};
 use cache_page_runtime::{
-    Cache, CachePageLayer, PageConfig, RedisClusterStore, Store, Version, cache_page,
+    Cache, CachePageLayer, Error, PageConfig, RedisClusterStore, Store, Version, cache_page,
 };
 use cache_page_tests::{
     Hits, RedisCluster, Reply, eventually, fetch, patient_cache, unique_namespace,
@@ -595,6 +595,62 @@ async fn a_failover_to_a_replica_under_load_fails_no_request_and_caching_resumes
         .invalidate_group("products")
         .await
         .expect("invalidations work after the failover");
+    assert_cached(&app, &pages, false).await;
+    assert_cached(&app, &pages, true).await;
+    assert_no_cross_slot(&cluster);
+}
+
+/// With `wait_for_replicas`, an invalidation says `Ok` only once a replica has it, so
+/// a failover cannot lose it; with no replica to answer it says so, and is in force on
+/// its master all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_wait_for_replicas_an_invalidation_is_ok_once_a_replica_has_it() {
+    let mut cluster = RedisCluster::start_with_replicas();
+    let store = RedisClusterStore::builder(cluster.urls())
+        .namespace(unique_namespace("wait"))
+        .command_timeout(Duration::from_secs(2))
+        .wait_for_replicas(1, Duration::from_secs(3))
+        .build()
+        .expect("valid URLs");
+    let cache = patient_cache(store.clone());
+    let hits = Hits::new();
+    let app = app(&cache, &hits);
+    let pages = uris("/products", 3);
+    warm(&app, &pages).await;
+
+    let before = cache.group_version("products").await.expect("a version");
+    // On a cluster this new, the first WAIT can take a second (replicas also report
+    // their offset once a second); then it answers in about a millisecond.
+    let after = cache
+        .invalidate_group("products")
+        .await
+        .expect("a replica acknowledged it");
+    assert_eq!(after, before + 1);
+    assert_cached(&app, &pages, false).await;
+    assert_cached(&app, &pages, true).await;
+
+    let replicas: Vec<usize> = (0..cluster.node_count())
+        .filter(|&i| !cluster.is_master(i))
+        .collect();
+    assert_eq!(replicas.len(), 3);
+    tokio::task::block_in_place(|| {
+        for &i in &replicas {
+            cluster.stop_node(i);
+        }
+    });
+    match cache.invalidate_group("products").await {
+        Err(Error::NotReplicated {
+            wanted: 1,
+            acknowledged: 0,
+        }) => {}
+        other => panic!("with no replica up: {other:?}"),
+    }
+    assert_eq!(
+        cache.group_version("products").await.expect("a version"),
+        after + 1,
+        "the invalidation is in force on its master"
+    );
+    // Requests never wait on a WAIT: the pages are served, and cached again.
     assert_cached(&app, &pages, false).await;
     assert_cached(&app, &pages, true).await;
     assert_no_cross_slot(&cluster);
