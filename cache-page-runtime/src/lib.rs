@@ -101,7 +101,10 @@
 //! its handler once per process (single flight), and at most once per lock period
 //! across instances with [`CacheBuilder::lock_across_instances`]. With `grace =
 //! <seconds>`, a page past its timeout is served stale while one request refreshes it
-//! in the background, and goes on being served if the refresh fails.
+//! in the background, and goes on being served if the refresh fails; after
+//! [`invalidate_group_soft`], the group's old pages are served the same way for up to
+//! `grace` seconds, so invalidating a large group does not send every request to the
+//! handlers at once.
 //!
 //! ## 7. Failures
 //!
