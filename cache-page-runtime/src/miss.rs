@@ -73,7 +73,13 @@ impl Miss {
                 // between this request's lookup and its taking the lock.
                 let out = match self.stored_entry(&hash).await {
                     Some(entry) => {
-                        let response = hit(&self.cache, &entry, &self.parts, Served::Collapsed);
+                        let response = hit(
+                            &self.cache,
+                            &entry,
+                            &self.parts,
+                            Served::Collapsed,
+                            SystemTime::now(),
+                        );
                         (response, Some(self.landed(entry)))
                     }
                     None => self.run(target, handler).await,
@@ -85,7 +91,13 @@ impl Miss {
             }
             Ok(false) => {
                 if let Some(entry) = self.await_other_instance(&target.hash, wait).await {
-                    let response = hit(&self.cache, &entry, &self.parts, Served::Collapsed);
+                    let response = hit(
+                        &self.cache,
+                        &entry,
+                        &self.parts,
+                        Served::Collapsed,
+                        SystemTime::now(),
+                    );
                     let landed = self.landed(entry);
                     return (response, Some(landed));
                 }

@@ -35,8 +35,15 @@ pub(crate) enum Served {
 
 /// Builds the response for a stored entry, with `Age`, or a `304` when the request's
 /// validators match it.
-pub(crate) fn hit(cache: &Cache, entry: &Entry, parts: &Parts, served: Served) -> Response {
-    let now = SystemTime::now();
+///
+/// `now` is the request's clock reading, taken once for the lookup and the response.
+pub(crate) fn hit(
+    cache: &Cache,
+    entry: &Entry,
+    parts: &Parts,
+    served: Served,
+    now: SystemTime,
+) -> Response {
     telemetry::request(match served {
         Served::Hit if entry.is_stale_at(now) => Outcome::Stale,
         Served::Superseded => Outcome::Stale,

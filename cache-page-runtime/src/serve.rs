@@ -197,7 +197,7 @@ where
         } else {
             Served::Hit
         };
-        return hit(&cache, &entry, &parts, served);
+        return hit(&cache, &entry, &parts, served, now);
     }
     let why = if refresh {
         Forward::Request
@@ -242,7 +242,13 @@ where
                 if let Some(landed) = cache.flights().recent(&target.hash)
                     && miss.may_serve(&landed)
                 {
-                    let response = hit(&cache, &landed.entry, &miss.parts, Served::Collapsed);
+                    let response = hit(
+                        &cache,
+                        &landed.entry,
+                        &miss.parts,
+                        Served::Collapsed,
+                        SystemTime::now(),
+                    );
                     leader.relay(landed);
                     return response;
                 }
@@ -252,7 +258,13 @@ where
             }
             Join::Follower(follower) => match follower.wait(cache.coalesce_wait()).await {
                 Waited::Landed(Some(landed)) if miss.may_serve(&landed) => {
-                    return hit(&cache, &landed.entry, &miss.parts, Served::Collapsed);
+                    return hit(
+                        &cache,
+                        &landed.entry,
+                        &miss.parts,
+                        Served::Collapsed,
+                        SystemTime::now(),
+                    );
                 }
                 Waited::LeaderGone if rejoins < 3 => {
                     rejoins += 1;
@@ -359,7 +371,7 @@ pub(crate) fn usable(entry: &Entry, scopes: &[u64], url: &str, now: SystemTime) 
     if entry.age_at(now) >= entry.store_ttl() || entry.scopes.len() != scopes.len() {
         return false;
     }
-    let path = |u: &str| u.split_once('?').map_or(u, |(p, _)| p).len();
+    let path = |u: &str| u.bytes().position(|b| b == b'?').unwrap_or(u.len());
     let same_path = entry.origin[..path(&entry.origin)] == url[..path(url)];
     let same_url = entry.origin == url;
     entry
