@@ -11,10 +11,7 @@ use moka::{notification::RemovalCause, sync::Cache as Moka};
 use crate::{
     Entry, Error,
     entry::unix_ms,
-    store::{
-        BoxFuture, Lookup, PageKey, SOFT_WINDOW, SoftRecord, Store, Superseded, Version,
-        version_seed,
-    },
+    store::{BoxFuture, Lookup, PageKey, SoftRecord, Store, Superseded, Version, version_seed},
 };
 
 /// The in-process store: the default when nothing else is installed.
@@ -49,7 +46,7 @@ struct Versions {
     prefixes: RwLock<HashMap<String, u64>>,
     paths: RwLock<Scoped>,
     urls: RwLock<Scoped>,
-    /// The groups' soft invalidations within [`SOFT_WINDOW`], at most `soft_capacity`.
+    /// The groups' soft invalidations within [`SOFT_WINDOW`](crate::SOFT_WINDOW), at most `soft_capacity`.
     soft: Mutex<HashMap<String, SoftRecord>>,
     soft_capacity: usize,
 }
@@ -193,10 +190,8 @@ impl Versions {
                 .bump(name),
         }
     }
-}
 
-impl Versions {
-    /// Bumps `group` and remembers the version before, for [`SOFT_WINDOW`].
+    /// Bumps `group` and remembers the version before, for [`SOFT_WINDOW`](crate::SOFT_WINDOW).
     fn bump_soft(&self, group: &str) -> u64 {
         let mut groups = self.groups.write().unwrap_or_else(|e| e.into_inner());
         let v = groups.entry(group.to_owned()).or_insert_with(version_seed);
@@ -205,9 +200,8 @@ impl Versions {
         let after = *v;
         let now = unix_ms(std::time::SystemTime::now());
         let mut soft = lock(&self.soft);
-        let window = SOFT_WINDOW.as_millis() as u64;
         if soft.len() >= self.soft_capacity && !soft.contains_key(group) {
-            soft.retain(|_, r| now.saturating_sub(r.at_ms) < window);
+            soft.retain(|_, r| r.is_live(now));
             if soft.len() >= self.soft_capacity {
                 // Forgetting a record only turns a soft invalidation into a hard one.
                 soft.clear();
@@ -224,12 +218,12 @@ impl Versions {
         after
     }
 
-    /// The soft invalidation of `group` within [`SOFT_WINDOW`], if any.
+    /// The soft invalidation of `group` within [`SOFT_WINDOW`](crate::SOFT_WINDOW), if any.
     fn soft_record(&self, group: &str, now_ms: u64) -> Option<SoftRecord> {
         lock(&self.soft)
             .get(group)
             .copied()
-            .filter(|r| now_ms.saturating_sub(r.at_ms) < SOFT_WINDOW.as_millis() as u64)
+            .filter(|r| r.is_live(now_ms))
     }
 }
 

@@ -341,12 +341,27 @@ impl RedisStoreBuilder {
 pub(crate) mod keys {
     use crate::{PageKey, Version};
 
+    /// The one layout: `<namespace>:<kind>:<name>`, as the pieces a key is made of.
+    fn pieces<'a>(namespace: &'a str, kind: &'a str, name: &'a str) -> [&'a [u8]; 5] {
+        [
+            namespace.as_bytes(),
+            b":",
+            kind.as_bytes(),
+            b":",
+            name.as_bytes(),
+        ]
+    }
+
+    fn key(namespace: &str, kind: &str, name: &str) -> String {
+        String::from_utf8(pieces(namespace, kind, name).concat()).expect("pieces of strs")
+    }
+
     pub(crate) fn page(namespace: &str, hash: &str) -> String {
-        format!("{namespace}:page:{hash}")
+        key(namespace, "page", hash)
     }
 
     pub(crate) fn version(namespace: &str, version: Version<'_>) -> String {
-        format!("{namespace}:{}:{}", version.kind(), version.name())
+        key(namespace, version.kind(), version.name())
     }
 
     /// The version keys of a page: its groups', then its scopes'.
@@ -358,22 +373,21 @@ pub(crate) mod keys {
             .collect()
     }
 
-    /// A version key written straight into a command, without a `String` of its own
-    /// (the layout of [`version`]).
+    /// A version key written straight into a command, without a `String` of its own.
     pub(crate) struct Arg<'a>(pub(crate) &'a str, pub(crate) Version<'a>);
 
-    /// A page key written straight into a command (the layout of [`page`]).
+    /// A page key written straight into a command.
     pub(crate) struct PageArg<'a>(pub(crate) &'a str, pub(crate) &'a str);
 
-    fn write_key<W>(out: &mut W, parts: [&[u8]; 5])
+    fn write_key<W>(out: &mut W, namespace: &str, kind: &str, name: &str)
     where
         W: ?Sized + redis::RedisWrite,
     {
         use std::io::Write as _;
         let mut arg = out.writer_for_next_arg();
-        for part in parts {
+        for piece in pieces(namespace, kind, name) {
             // Writing into the command's buffer cannot fail.
-            let _ = arg.write_all(part);
+            let _ = arg.write_all(piece);
         }
     }
 
@@ -383,17 +397,7 @@ pub(crate) mod keys {
             W: ?Sized + redis::RedisWrite,
         {
             let Arg(namespace, version) = self;
-            let (kind, name) = (version.kind(), version.name());
-            write_key(
-                out,
-                [
-                    namespace.as_bytes(),
-                    b":",
-                    kind.as_bytes(),
-                    b":",
-                    name.as_bytes(),
-                ],
-            );
+            write_key(out, namespace, version.kind(), version.name());
         }
     }
 
@@ -403,28 +407,47 @@ pub(crate) mod keys {
             W: ?Sized + redis::RedisWrite,
         {
             let PageArg(namespace, hash) = self;
-            write_key(
-                out,
-                [namespace.as_bytes(), b":", b"page", b":", hash.as_bytes()],
-            );
+            write_key(out, namespace, "page", hash);
         }
     }
 
     /// Where a group's last soft invalidation is recorded.
     pub(crate) fn soft(namespace: &str, group: &str) -> String {
-        format!("{namespace}:soft:{group}")
+        key(namespace, "soft", group)
     }
 
     pub(crate) fn tag(namespace: &str, tag: &str) -> String {
-        format!("{namespace}:tag:{tag}")
+        key(namespace, "tag", tag)
     }
 
     pub(crate) fn lock(namespace: &str, hash: &str) -> String {
-        format!("{namespace}:lock:{hash}")
+        key(namespace, "lock", hash)
     }
 }
 
-pub(crate) use crate::store::parse_decimal as parse_version;
+/// A version as stored: decimal digits, nothing else (no sign, no spaces).
+pub(crate) fn parse_version(raw: &[u8]) -> Option<u64> {
+    if raw.is_empty() || raw.len() > 20 {
+        return None;
+    }
+    raw.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit()
+            .then_some(())
+            .and_then(|()| n.checked_mul(10)?.checked_add(u64::from(b - b'0')))
+    })
+}
+
+/// A soft invalidation's record as the Redis stores keep it:
+/// `"<version before> <version after> <ms>"`.
+pub(crate) fn parse_soft_record(raw: &[u8]) -> Option<SoftRecord> {
+    let mut fields = raw.split(|&b| b == b' ').map(parse_version);
+    let record = SoftRecord {
+        before: fields.next()??,
+        after: fields.next()??,
+        at_ms: fields.next()??,
+    };
+    fields.next().is_none().then_some(record)
+}
 
 /// Where the page was stored before the soft invalidations of its groups, and when
 /// the earliest of them happened, from `raw`: the groups' versions, then their soft
@@ -446,11 +469,20 @@ pub(crate) fn superseded_hash(
     };
     let records: Vec<Option<SoftRecord>> = raw[n..]
         .iter()
-        .map(|r| r.as_deref().and_then(SoftRecord::parse))
+        .map(|r| r.as_deref().and_then(parse_soft_record))
         .collect();
     Ok(page
         .superseded_versions(&current, &records)
         .map(|(versions, at)| (page.hash_at(versions.iter().copied()), at)))
+}
+
+/// The bytes of one value of an `MGET` reply; `None` for a missing key (or anything
+/// else).
+fn bulk(value: redis::Value) -> Option<Vec<u8>> {
+    match value {
+        redis::Value::BulkString(raw) => Some(raw),
+        _ => None,
+    }
 }
 
 /// The version in one value of an `MGET` reply, if it holds one.
@@ -501,32 +533,24 @@ impl Store for RedisStore {
                 if values.len() != count + 1 {
                     return Err(Error::Corrupt("MGET answered the wrong number of values"));
                 }
-                let raw_entry = match values.pop() {
-                    Some(redis::Value::BulkString(raw)) => Some(raw),
-                    _ => None,
-                };
-                let versions: Vec<Option<u64>> = values.iter().map(version_of).collect();
-                let groups_as_guessed = versions[..n]
+                let raw_entry = values.pop().and_then(bulk);
+                let groups_as_guessed = values[..n]
                     .iter()
-                    .zip(&guess)
-                    .all(|(read, guess)| *read == Some(*guess));
+                    .map(version_of)
+                    .eq(guess.iter().map(|&v| Some(v)));
                 if groups_as_guessed {
                     // The entry read is the page's. Scope versions never read before
                     // (a new URL) are seeded now; an entry, if any, recorded others
                     // and will not be served.
-                    let scopes = if versions[n..].iter().all(Option::is_some) {
-                        versions[n..].iter().flatten().copied().collect()
-                    } else {
-                        let keys = keys::versions(ns, page);
-                        let raw: Vec<Option<Vec<u8>>> = values
-                            .into_iter()
-                            .map(|v| match v {
-                                redis::Value::BulkString(raw) => Some(raw),
-                                _ => None,
-                            })
-                            .collect();
-                        let versions = self.complete_versions(page, &keys, &raw).await?;
-                        versions[n..].to_vec()
+                    let read: Option<Vec<u64>> = values[n..].iter().map(version_of).collect();
+                    let scopes = match read {
+                        Some(scopes) => scopes,
+                        None => {
+                            let keys = keys::versions(ns, page);
+                            let raw: Vec<Option<Vec<u8>>> = values.into_iter().map(bulk).collect();
+                            let versions = self.complete_versions(page, &keys, &raw).await?;
+                            versions[n..].to_vec()
+                        }
                     };
                     return Ok(Lookup {
                         hash,
@@ -746,6 +770,33 @@ mod tests {
         ] {
             assert_eq!(
                 parse_version(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn soft_records_parse_exactly_three_numbers() {
+        assert_eq!(
+            parse_soft_record(b"1795234570306707 1795234570306708 1732000000123"),
+            Some(SoftRecord {
+                before: 1_795_234_570_306_707,
+                after: 1_795_234_570_306_708,
+                at_ms: 1_732_000_000_123,
+            })
+        );
+        for bad in [
+            &b""[..],
+            b"1 2",
+            b"1 2 3 4",
+            b"1  2 3",
+            b"1 2 x",
+            b"1.5e15 2 3",
+        ] {
+            assert_eq!(
+                parse_soft_record(bad),
                 None,
                 "{:?}",
                 String::from_utf8_lossy(bad)

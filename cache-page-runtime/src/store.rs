@@ -249,18 +249,6 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     }
 }
 
-/// A version as stored: decimal digits, nothing else (no sign, no spaces).
-pub(crate) fn parse_decimal(raw: &[u8]) -> Option<u64> {
-    if raw.is_empty() || raw.len() > 20 {
-        return None;
-    }
-    raw.iter().try_fold(0u64, |n, &b| {
-        b.is_ascii_digit()
-            .then_some(())
-            .and_then(|()| n.checked_mul(10)?.checked_add(u64::from(b - b'0')))
-    })
-}
-
 /// How long after a soft invalidation ([`Store::bump_soft`]) the pages stored before it
 /// can still be found, to be served stale within their handler's `grace`.
 pub const SOFT_WINDOW: Duration = Duration::from_secs(24 * 3600);
@@ -287,16 +275,9 @@ pub(crate) struct SoftRecord {
 }
 
 impl SoftRecord {
-    /// `"<before> <after> <at_ms>"`, as the Redis stores keep it.
-    pub(crate) fn parse(raw: &[u8]) -> Option<SoftRecord> {
-        let text = std::str::from_utf8(raw).ok()?;
-        let mut parts = text.split(' ').map(|p| parse_decimal(p.as_bytes()));
-        let record = SoftRecord {
-            before: parts.next()??,
-            after: parts.next()??,
-            at_ms: parts.next()??,
-        };
-        parts.next().is_none().then_some(record)
+    /// Whether the invalidation is less than [`SOFT_WINDOW`] old at `now_ms`.
+    pub(crate) fn is_live(&self, now_ms: u64) -> bool {
+        u128::from(now_ms.saturating_sub(self.at_ms)) < SOFT_WINDOW.as_millis()
     }
 }
 
@@ -343,33 +324,6 @@ pub fn version_seed() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn soft_records_parse_exactly_three_numbers() {
-        assert_eq!(
-            SoftRecord::parse(b"1795234570306707 1795234570306708 1732000000123"),
-            Some(SoftRecord {
-                before: 1_795_234_570_306_707,
-                after: 1_795_234_570_306_708,
-                at_ms: 1_732_000_000_123,
-            })
-        );
-        for bad in [
-            &b""[..],
-            b"1 2",
-            b"1 2 3 4",
-            b"1  2 3",
-            b"1 2 x",
-            b"1.5e15 2 3",
-        ] {
-            assert_eq!(
-                SoftRecord::parse(bad),
-                None,
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-    }
 
     #[test]
     fn only_records_of_the_current_version_supersede() {

@@ -160,7 +160,9 @@ async fn a_handler_without_grace_misses(cache: Cache) {
     );
 }
 
-async fn a_hard_invalidation_after_a_soft_one_leaves_nothing_to_serve(cache: Cache) {
+/// Stores `/with-grace`, invalidates its group softly, then runs `hard`: the next
+/// request must miss and render the page again.
+async fn nothing_old_is_served_after(cache: Cache, hard: impl AsyncFn(&Cache)) {
     let origin = Origin::new();
     origin.gate.add_permits(10);
     let app = app(&cache, &origin);
@@ -169,10 +171,7 @@ async fn a_hard_invalidation_after_a_soft_one_leaves_nothing_to_serve(cache: Cac
         .invalidate_group_soft("catalogue")
         .await
         .expect("invalidated");
-    cache
-        .invalidate_group("catalogue")
-        .await
-        .expect("invalidated");
+    hard(&cache).await;
     let reply = fetch(&app, "/with-grace").await;
     assert_body(&reply, "run 2");
     assert!(
@@ -180,6 +179,16 @@ async fn a_hard_invalidation_after_a_soft_one_leaves_nothing_to_serve(cache: Cac
         "{:?}",
         reply.cache_status()
     );
+}
+
+async fn a_hard_invalidation_after_a_soft_one_leaves_nothing_to_serve(cache: Cache) {
+    nothing_old_is_served_after(cache, async |cache| {
+        cache
+            .invalidate_group("catalogue")
+            .await
+            .expect("invalidated");
+    })
+    .await;
 }
 
 /// A page that varies on a request header: each variant from before is served to the
@@ -210,25 +219,13 @@ async fn the_old_variants_are_served_to_their_requests(cache: Cache) {
 /// A page whose path was invalidated after the soft invalidation of its group is not
 /// served stale: the hard invalidation of its path wins.
 async fn a_path_invalidation_after_a_soft_one_wins(cache: Cache) {
-    let origin = Origin::new();
-    origin.gate.add_permits(10);
-    let app = app(&cache, &origin);
-    assert_body(&fetch(&app, "/with-grace").await, "run 1");
-    cache
-        .invalidate_group_soft("catalogue")
-        .await
-        .expect("invalidated");
-    cache
-        .invalidate_path("/with-grace")
-        .await
-        .expect("invalidated");
-    let reply = fetch(&app, "/with-grace").await;
-    assert_body(&reply, "run 2");
-    assert!(
-        reply.cache_status().contains("fwd=uri-miss"),
-        "{:?}",
-        reply.cache_status()
-    );
+    nothing_old_is_served_after(cache, async |cache| {
+        cache
+            .invalidate_path("/with-grace")
+            .await
+            .expect("invalidated");
+    })
+    .await;
 }
 
 /// The refresh fails, so the old page is the only one; it is served for the handler's
