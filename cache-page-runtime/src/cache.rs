@@ -391,6 +391,10 @@ impl CacheBuilder {
     /// handler at most once per `wait` across every instance sharing the store (as
     /// nginx's `proxy_cache_lock`). A miss that finds the lock taken polls for the
     /// other instance's entry for at most `wait`, then runs the handler itself.
+    ///
+    /// Background refreshes (a page past its timeout within its `grace`, or one a
+    /// soft invalidation superseded) take the same lock: one instance refreshes the
+    /// page, the others go on serving the old one meanwhile.
     pub fn lock_across_instances(mut self, wait: Duration) -> Self {
         self.settings.lock_wait = Some(wait);
         self

@@ -97,14 +97,14 @@
 //! ## 6. Speed
 //!
 //! A hit costs one round trip to Redis: group and scope versions are read in the same
-//! pipeline as the entry at the versions last seen. Concurrent misses of one page run
+//! command as the entry at the versions last seen. Concurrent misses of one page run
 //! its handler once per process (single flight), and at most once per lock period
 //! across instances with [`CacheBuilder::lock_across_instances`]. With `grace =
 //! <seconds>`, a page past its timeout is served stale while one request refreshes it
-//! in the background, and goes on being served if the refresh fails; after
-//! [`invalidate_group_soft`], the group's old pages are served the same way for up to
-//! `grace` seconds, so invalidating a large group does not send every request to the
-//! handlers at once.
+//! in the background (one in all instances, with the lock), and goes on being served
+//! if the refresh fails; after [`invalidate_group_soft`], the group's old pages are
+//! served the same way for up to `grace` seconds, so invalidating a large group does
+//! not send every request to the handlers at once.
 //!
 //! ## 7. Failures
 //!

@@ -110,6 +110,43 @@ impl Miss {
         }
     }
 
+    /// Refreshes a page in the background: one past its timeout, or one a soft
+    /// invalidation superseded, while the old one is served. With a lock across
+    /// instances, only the instance that takes the lock runs the handler; the others
+    /// go on serving the old page until the new one is in the store. A refresh that
+    /// fails stores nothing (stale-if-error).
+    pub(crate) async fn refresh<F, R>(self, target: Target, handler: F) -> Option<Landed>
+    where
+        F: Future<Output = R>,
+        R: IntoResponse,
+    {
+        let Some(wait) = self.cache.lock_wait() else {
+            return self.run(target, handler).await.1;
+        };
+        let cache = self.cache.clone();
+        let hash = target.hash.clone();
+        match cache.guarded(cache.store().lock(&hash, wait)).await {
+            Ok(true) => {
+                // Another instance may have refreshed the page and released the lock
+                // between this request's lookup and its taking the lock.
+                let landed = match self.stored_entry(&hash).await {
+                    Some(entry) => Some(self.landed(entry)),
+                    None => self.run(target, handler).await.1,
+                };
+                if let Err(err) = cache.guarded(cache.store().unlock(&hash)).await {
+                    tracing::debug!(error = %err, "cache lock not released; it will expire");
+                }
+                landed
+            }
+            // Another instance refreshes it.
+            Ok(false) => None,
+            Err(err) => {
+                tracing::warn!(error = %err, "cache lock failed; refreshing anyway");
+                self.run(target, handler).await.1
+            }
+        }
+    }
+
     /// Polls the store for the entry another instance is building, for at most `wait`.
     async fn await_other_instance(&self, hash: &str, wait: Duration) -> Option<Arc<Entry>> {
         let deadline = tokio::time::Instant::now() + wait;

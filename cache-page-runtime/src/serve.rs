@@ -187,8 +187,7 @@ where
                     why: Forward::Stale,
                 };
                 tokio::spawn(async move {
-                    let (_, landed) = miss.run(target, handler).await;
-                    leader.land(landed);
+                    leader.land(miss.refresh(target, handler).await);
                 });
             }
         }

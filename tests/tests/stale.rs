@@ -4,13 +4,14 @@
 //!
 //! The refresh's handler is held on a semaphore the test opens, so "served at once"
 //! is shown without timing: the stale page comes back while the handler cannot run.
+//! Across two instances with the lock, one refresh runs in all.
 
 use std::{sync::Arc, time::Duration};
 
 use axum::{
     Extension, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get,
 };
-use cache_page_runtime::{Cache, cache_page, hash_key};
+use cache_page_runtime::{Cache, RedisStore, cache_page, hash_key};
 use cache_page_tests::{Hits, RedisServer, Reply, both_stores, eventually, fetch, memory_cache};
 use tokio::sync::Semaphore;
 
@@ -35,6 +36,30 @@ async fn refreshed(State(origin): State<Origin>) -> String {
     format!("run {n}")
 }
 
+/// Fresh for a second the first time, then for an hour: a refreshed page does not go
+/// stale again while a test counts the runs.
+fn a_second_then_an_hour(head: &axum::http::response::Parts) -> u64 {
+    match head.headers.get("x-run") {
+        Some(run) if run == "1" => 1,
+        _ => 3600,
+    }
+}
+
+/// [`refreshed`], but a refresh is fresh for an hour.
+#[cache_page(timeout = a_second_then_an_hour, grace = 30)]
+async fn refreshed_once(State(origin): State<Origin>) -> impl IntoResponse {
+    let n = origin.runs.bump();
+    if n > 1 {
+        origin
+            .gate
+            .acquire()
+            .await
+            .expect("the gate is open")
+            .forget();
+    }
+    ([("x-run", n.to_string())], format!("run {n}"))
+}
+
 /// Fails every run after the first.
 #[cache_page(timeout = 1, grace = 30)]
 async fn failing(State(origin): State<Origin>) -> impl IntoResponse {
@@ -48,6 +73,7 @@ fn app(cache: &Cache, origin: &Origin) -> Router {
     Router::new()
         .route("/refreshed", get(refreshed))
         .route("/failing", get(failing))
+        .route("/refreshed-once", get(refreshed_once))
         .with_state(origin.clone())
         .layer(Extension(cache.clone()))
 }
@@ -204,4 +230,77 @@ async fn a_request_racing_the_end_of_a_refresh_does_not_refresh_again_redis() {
     let server = RedisServer::start();
     let cache = server.cache("racing_refresh");
     a_request_racing_the_end_of_a_refresh_does_not_refresh_again(cache).await;
+}
+
+/// Two application instances (two stores, two connections) sharing one Redis: with
+/// the lock across instances, a stale page is refreshed by one of them while both go
+/// on serving it. Returns the handler's runs once both serve a fresh page.
+async fn two_instances_refresh_a_stale_page(server: &RedisServer, lock: bool) -> Hits {
+    let namespace = cache_page_tests::unique_namespace("stale_lock");
+    let instance = || {
+        let store = RedisStore::builder(server.url())
+            .namespace(namespace.as_str())
+            .command_timeout(Duration::from_secs(5))
+            .build()
+            .expect("a valid URL");
+        let builder = Cache::builder(store).timeout(Duration::from_secs(5));
+        match lock {
+            true => builder.lock_across_instances(Duration::from_secs(30)),
+            false => builder,
+        }
+        .build()
+    };
+    let (a, b) = (instance(), instance());
+    let origin = origin();
+    let (app_a, app_b) = (app(&a, &origin), app(&b, &origin));
+    assert_served(&fetch(&app_a, "/refreshed-once").await, "run 1");
+
+    // Instance A sees the page stale and starts a refresh, held on the gate.
+    eventually(
+        PATIENCE,
+        "the page went stale and a refresh started",
+        async || {
+            assert_served(&fetch(&app_a, "/refreshed-once").await, "run 1");
+            origin.runs.get() == 2
+        },
+    )
+    .await;
+    // Instance B serves the stale page too, and would refresh it.
+    for _ in 0..5 {
+        let stale = fetch(&app_b, "/refreshed-once").await;
+        assert_served(&stale, "run 1");
+        assert!(ttl(&stale) <= 0, "{:?}", stale.cache_status());
+    }
+    // Let every refresh run; both instances end on a fresh page.
+    origin.gate.add_permits(10);
+    for app in [&app_a, &app_b] {
+        eventually(PATIENCE, "a fresh page is served", async || {
+            let reply = fetch(app, "/refreshed-once").await;
+            assert_eq!(reply.status, StatusCode::OK);
+            reply.text() != "run 1" && ttl(&reply) > 0
+        })
+        .await;
+    }
+    origin.runs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_with_the_lock_refresh_a_stale_page_once() {
+    let server = RedisServer::start();
+    let runs = two_instances_refresh_a_stale_page(&server, true).await;
+    // A refresh that B started late would take the lock after A let it go, find A's
+    // fresh page, and run nothing: the count cannot move on.
+    assert_eq!(runs.get(), 2, "the first run and one refresh");
+}
+
+/// The test above fails without the lock: each instance refreshes the page once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_without_the_lock_refresh_a_stale_page_each() {
+    let server = RedisServer::start();
+    let runs = two_instances_refresh_a_stale_page(&server, false).await;
+    eventually(PATIENCE, "each instance refreshed the page", async || {
+        runs.get() >= 3
+    })
+    .await;
+    assert_eq!(runs.get(), 3, "the first run and one refresh per instance");
 }
