@@ -331,13 +331,18 @@ where
     put_field(out, key.as_bytes());
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// An md5 digest in lowercase hex.
+fn hex(digest: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.extend_from_slice(&[DIGITS[(b >> 4) as usize], DIGITS[(b & 0xf) as usize]]);
+    let mut out = [0u8; 32];
+    for (pair, b) in out.chunks_exact_mut(2).zip(digest) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
     }
-    String::from_utf8(out).expect("hex digits are ASCII")
+    let len = 2 * digest.len().min(16);
+    std::str::from_utf8(&out[..len])
+        .expect("hex digits are ASCII")
+        .to_owned()
 }
 
 #[cfg(test)]
@@ -446,6 +451,23 @@ mod tests {
             hash_key("p", &[("views", 7)], "/items"),
             hex(&Md5::digest(pre.as_bytes()))
         );
+    }
+
+    #[test]
+    fn hash_is_md5_of_the_preimage_whatever_the_key_length() {
+        // Keys around md5 block boundaries and far past them.
+        for len in [0, 1, 60, 100, 110, 127, 128, 129, 200, 255, 256, 1000, 5000] {
+            let key: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
+            let groups = [("views", 7), ("a-longer-group-name", u64::MAX)];
+            let pre = key_preimage("p", &groups, &key);
+            assert_eq!(
+                hash_key("p", &groups, &key),
+                hex(&Md5::digest(pre.as_bytes())),
+                "key of {len} bytes"
+            );
+        }
     }
 
     #[test]
