@@ -29,8 +29,8 @@ pub use crate::{
         REDIS_URL_VAR, RedisCli, RedisServer, free_port, parse_command_calls, unique_namespace,
     },
     web::{
-        Hits, Reply, TestServer, fetch, fetch_with, http1_request, parse_http1_response, request,
-        send,
+        Gated, Hits, Reply, TestServer, fetch, fetch_with, http1_request, parse_http1_response,
+        request, send,
     },
 };
 

@@ -127,6 +127,46 @@ impl Hits {
     }
 }
 
+/// A handler's origin whose runs after the first are held until the test lets them
+/// go: "served while a refresh runs" is then shown without timing.
+#[derive(Clone, Debug)]
+pub struct Gated {
+    /// The runs so far.
+    pub runs: Hits,
+    /// Every run after the first takes a permit; `gate.add_permits(n)` lets n go.
+    pub gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Gated {
+    fn default() -> Self {
+        Gated {
+            runs: Hits::new(),
+            gate: Arc::new(tokio::sync::Semaphore::new(0)),
+        }
+    }
+}
+
+impl Gated {
+    /// No run yet, the gate closed.
+    pub fn new() -> Gated {
+        Gated::default()
+    }
+
+    /// Counts a run and returns its number; every run after the first waits for a
+    /// permit.
+    pub async fn run(&self) -> usize {
+        let n = self.runs.bump();
+        if n > 1 {
+            self.gate
+                .acquire()
+                .await
+                .expect("the gate is never closed")
+                .forget();
+        }
+        n
+    }
+}
+
 /// An axum server on a real socket of 127.0.0.1, stopped when dropped.
 #[derive(Debug)]
 pub struct TestServer {

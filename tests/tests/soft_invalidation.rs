@@ -5,7 +5,7 @@
 //! Refreshes are held on a semaphore the test opens, so "served while it is rebuilt"
 //! is shown without timing.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use axum::{
     Extension, Router,
@@ -16,38 +16,9 @@ use axum::{
 };
 use cache_page_runtime::{Cache, RedisStore, cache_page};
 use cache_page_tests::{
-    Hits, RedisServer, Reply, both_stores, eventually, fetch, fetch_with, patient_cache,
+    Gated as Origin, RedisServer, Reply, both_stores, eventually, fetch, fetch_with, patient_cache,
     unique_namespace,
 };
-use tokio::sync::Semaphore;
-
-#[derive(Clone)]
-struct Origin {
-    runs: Hits,
-    /// Every run after the first waits for a permit.
-    gate: Arc<Semaphore>,
-}
-
-impl Origin {
-    fn new() -> Self {
-        Origin {
-            runs: Hits::new(),
-            gate: Arc::new(Semaphore::new(0)),
-        }
-    }
-
-    async fn run(&self) -> usize {
-        let n = self.runs.bump();
-        if n > 1 {
-            self.gate
-                .acquire()
-                .await
-                .expect("the gate is open")
-                .forget();
-        }
-        n
-    }
-}
 
 #[cache_page(timeout = 3600, group = "catalogue", grace = 60)]
 async fn with_grace(State(origin): State<Origin>) -> String {

@@ -6,33 +6,19 @@
 //! is shown without timing: the stale page comes back while the handler cannot run.
 //! Across two instances with the lock, one refresh runs in all.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use axum::{
     Extension, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get,
 };
 use cache_page_runtime::{Cache, RedisStore, cache_page, hash_key};
-use cache_page_tests::{Hits, RedisServer, Reply, both_stores, eventually, fetch, memory_cache};
-use tokio::sync::Semaphore;
-
-#[derive(Clone)]
-struct Origin {
-    runs: Hits,
-    /// Runs after the first wait for a permit.
-    gate: Arc<Semaphore>,
-}
+use cache_page_tests::{
+    Gated as Origin, RedisServer, Reply, both_stores, eventually, fetch, memory_cache,
+};
 
 #[cache_page(timeout = 1, grace = 30)]
 async fn refreshed(State(origin): State<Origin>) -> String {
-    let n = origin.runs.bump();
-    if n > 1 {
-        origin
-            .gate
-            .acquire()
-            .await
-            .expect("the gate is open")
-            .forget();
-    }
+    let n = origin.run().await;
     format!("run {n}")
 }
 
@@ -48,15 +34,7 @@ fn a_second_then_an_hour(head: &axum::http::response::Parts) -> u64 {
 /// [`refreshed`], but a refresh is fresh for an hour.
 #[cache_page(timeout = a_second_then_an_hour, grace = 30)]
 async fn refreshed_once(State(origin): State<Origin>) -> impl IntoResponse {
-    let n = origin.runs.bump();
-    if n > 1 {
-        origin
-            .gate
-            .acquire()
-            .await
-            .expect("the gate is open")
-            .forget();
-    }
+    let n = origin.run().await;
     ([("x-run", n.to_string())], format!("run {n}"))
 }
 
@@ -78,11 +56,18 @@ fn app(cache: &Cache, origin: &Origin) -> Router {
         .layer(Extension(cache.clone()))
 }
 
-fn origin() -> Origin {
-    Origin {
-        runs: Hits::new(),
-        gate: Arc::new(Semaphore::new(0)),
-    }
+/// Requests `path` until its page is stale and a refresh started (the stored page is
+/// served meanwhile).
+async fn until_a_refresh_started(app: &Router, origin: &Origin, path: &str) {
+    eventually(
+        PATIENCE,
+        "the page went stale and a refresh started",
+        async || {
+            assert_served(&fetch(app, path).await, "run 1");
+            origin.runs.get() == 2
+        },
+    )
+    .await;
 }
 
 /// The `ttl` of a hit: the timeout less the age; 0 or less once stale.
@@ -102,7 +87,7 @@ fn assert_served(reply: &Reply, body: &str) {
 const PATIENCE: Duration = Duration::from_secs(10);
 
 async fn a_stale_page_is_served_while_one_request_refreshes_it(cache: Cache) {
-    let origin = origin();
+    let origin = Origin::new();
     let app = app(&cache, &origin);
     let first = fetch(&app, "/refreshed").await;
     assert_eq!(
@@ -112,15 +97,7 @@ async fn a_stale_page_is_served_while_one_request_refreshes_it(cache: Cache) {
     assert_served(&first, "run 1");
 
     // Until the page goes stale, then while its refresh is held: the stored page.
-    eventually(
-        PATIENCE,
-        "the page went stale and a refresh started",
-        async || {
-            assert_served(&fetch(&app, "/refreshed").await, "run 1");
-            origin.runs.get() == 2
-        },
-    )
-    .await;
+    until_a_refresh_started(&app, &origin, "/refreshed").await;
     for _ in 0..5 {
         let stale = fetch(&app, "/refreshed").await;
         assert_served(&stale, "run 1");
@@ -155,18 +132,10 @@ async fn a_stale_page_is_served_while_one_request_refreshes_it(cache: Cache) {
 /// A request that read the stale page just before the refresh stored the new one,
 /// and asks to refresh just after that refresh ended, must not start another.
 async fn a_request_racing_the_end_of_a_refresh_does_not_refresh_again(cache: Cache) {
-    let origin = origin();
+    let origin = Origin::new();
     let app = app(&cache, &origin);
     assert_served(&fetch(&app, "/refreshed").await, "run 1");
-    eventually(
-        PATIENCE,
-        "the page went stale and a refresh started",
-        async || {
-            assert_served(&fetch(&app, "/refreshed").await, "run 1");
-            origin.runs.get() == 2
-        },
-    )
-    .await;
+    until_a_refresh_started(&app, &origin, "/refreshed").await;
     // Requests right as the refresh is let go: the first looks up while it stores.
     origin.gate.add_permits(1);
     eventually(PATIENCE, "the refreshed page is served", async || {
@@ -189,7 +158,7 @@ async fn a_request_racing_the_end_of_a_refresh_does_not_refresh_again(cache: Cac
 }
 
 async fn a_failed_refresh_leaves_the_stale_page_served(cache: Cache) {
-    let origin = origin();
+    let origin = Origin::new();
     let app = app(&cache, &origin);
     assert_served(&fetch(&app, "/failing").await, "good run 1");
     eventually(
@@ -235,7 +204,10 @@ async fn a_request_racing_the_end_of_a_refresh_does_not_refresh_again_redis() {
 /// Two application instances (two stores, two connections) sharing one Redis: with
 /// the lock across instances, a stale page is refreshed by one of them while both go
 /// on serving it. Returns the handler's runs once both serve a fresh page.
-async fn two_instances_refresh_a_stale_page(server: &RedisServer, lock: bool) -> Hits {
+async fn two_instances_refresh_a_stale_page(
+    server: &RedisServer,
+    lock: bool,
+) -> cache_page_tests::Hits {
     let namespace = cache_page_tests::unique_namespace("stale_lock");
     let instance = || {
         let store = RedisStore::builder(server.url())
@@ -251,20 +223,12 @@ async fn two_instances_refresh_a_stale_page(server: &RedisServer, lock: bool) ->
         .build()
     };
     let (a, b) = (instance(), instance());
-    let origin = origin();
+    let origin = Origin::new();
     let (app_a, app_b) = (app(&a, &origin), app(&b, &origin));
     assert_served(&fetch(&app_a, "/refreshed-once").await, "run 1");
 
     // Instance A sees the page stale and starts a refresh, held on the gate.
-    eventually(
-        PATIENCE,
-        "the page went stale and a refresh started",
-        async || {
-            assert_served(&fetch(&app_a, "/refreshed-once").await, "run 1");
-            origin.runs.get() == 2
-        },
-    )
-    .await;
+    until_a_refresh_started(&app_a, &origin, "/refreshed-once").await;
     // Instance B serves the stale page too, and would refresh it.
     for _ in 0..5 {
         let stale = fetch(&app_b, "/refreshed-once").await;
