@@ -37,7 +37,7 @@ use redis::{
 use crate::{
     Entry, Error,
     entry::unix_ms,
-    redis_store::{BUMP, REMEMBERED_GROUPS, decode, parse_version, superseded_hash},
+    redis_store::{BUMP, Decoded, REMEMBERED_GROUPS, parse_version, superseded_hash},
     store::{BoxFuture, Lookup, PageKey, SOFT_WINDOW, Store, Superseded, Version, version_seed},
 };
 
@@ -107,6 +107,7 @@ pub struct RedisClusterStore {
     /// The last version this process saw of each group.
     seen: Moka<String, u64>,
     bump: Arc<Script>,
+    decoded: Arc<Decoded>,
 }
 
 #[derive(Clone)]
@@ -567,6 +568,7 @@ impl RedisClusterStoreBuilder {
             namespace: self.namespace.into(),
             seen: Moka::new(REMEMBERED_GROUPS),
             bump: Arc::new(Script::new(BUMP)),
+            decoded: Arc::new(Decoded::new()),
         })
     }
 }
@@ -592,9 +594,11 @@ impl Store for RedisClusterStore {
                     // (a new URL) are seeded now; an entry, if any, recorded others
                     // and will not be served.
                     let versions = self.complete_versions(page, &keys, &raw_versions).await?;
+                    let entry = self.decoded.decode(&hash, raw_entry);
+
                     return Ok(Lookup {
                         hash,
-                        entry: decode(raw_entry),
+                        entry,
                         scopes: versions[n..].to_vec(),
                     });
                 }
@@ -613,7 +617,10 @@ impl Store for RedisClusterStore {
     }
 
     fn get<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<Arc<Entry>>, Error>> {
-        Box::pin(async move { Ok(decode(self.get_raw(self.page_key(hash)).await?)) })
+        Box::pin(async move {
+            let raw = self.get_raw(self.page_key(hash)).await?;
+            Ok(self.decoded.decode(hash, raw))
+        })
     }
 
     fn insert<'a>(
@@ -754,13 +761,11 @@ impl Store for RedisClusterStore {
             let Some((hash, invalidated_ms)) = superseded_hash(page, &raw)? else {
                 return Ok(None);
             };
-            Ok(
-                decode(self.get_raw(self.page_key(&hash)).await?).map(|entry| Superseded {
-                    hash,
-                    entry,
-                    invalidated_ms,
-                }),
-            )
+            Ok(self.get(&hash).await?.map(|entry| Superseded {
+                hash,
+                entry,
+                invalidated_ms,
+            }))
         })
     }
 

@@ -16,7 +16,7 @@
 
 use std::{
     sync::{
-        Arc, OnceLock,
+        Arc, OnceLock, RwLock,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -114,6 +114,7 @@ pub struct RedisStore {
     bump_soft: Arc<Script>,
     pipelined_hits: bool,
     round_trips: Arc<AtomicU64>,
+    decoded: Arc<Decoded>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -332,6 +333,7 @@ impl RedisStoreBuilder {
             bump_soft: Arc::new(Script::new(BUMP_SOFT)),
             pipelined_hits: self.pipelined_hits,
             round_trips: Arc::default(),
+            decoded: Arc::new(Decoded::new()),
         })
     }
 }
@@ -494,14 +496,70 @@ fn version_of(value: &redis::Value) -> Option<u64> {
 }
 
 /// A damaged or foreign value reads as a miss; the next store overwrites it.
-pub(crate) fn decode(raw: Option<Vec<u8>>) -> Option<Arc<Entry>> {
-    let raw = raw?;
-    match Entry::decode(Bytes::from(raw)) {
+fn decode(raw: Bytes) -> Option<Arc<Entry>> {
+    match Entry::decode(raw) {
         Ok(entry) => Some(Arc::new(entry)),
         Err(err) => {
             tracing::warn!(error = %err, "ignoring a damaged cache entry");
             None
         }
+    }
+}
+
+/// Entries decoded lately, so that a hit on a page whose stored bytes have not changed
+/// does not decode them again (checking a header name and value costs more than
+/// comparing the bytes).
+///
+/// A table of [`Decoded::SLOTS`] slots, each picked by a page hash, holding the last
+/// entry decoded there and the bytes it was decoded from. Only the very same bytes
+/// get the same entry back, so what is served is always what Redis holds at that
+/// moment. Entries larger than [`Decoded::LARGEST`] are not kept: the table holds
+/// 8 MiB at the most.
+pub(crate) struct Decoded {
+    slots: Box<[Slot]>,
+}
+
+/// The bytes last decoded in a slot, and their entry.
+type Slot = RwLock<Option<(Bytes, Arc<Entry>)>>;
+
+impl Decoded {
+    const SLOTS: usize = 256;
+    const LARGEST: usize = 32 * 1024;
+
+    pub(crate) fn new() -> Self {
+        Decoded {
+            slots: (0..Self::SLOTS).map(|_| RwLock::new(None)).collect(),
+        }
+    }
+
+    fn slot(&self, hash: &str) -> &Slot {
+        // Page hashes are md5 in hex: their first bytes are as good as any.
+        let spread = hash.bytes().take(4).fold(0usize, |acc, b| {
+            acc.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
+        &self.slots[spread % Self::SLOTS]
+    }
+
+    /// The entry stored under `hash` as `raw` (`None`: nothing stored, or damaged).
+    pub(crate) fn decode(&self, hash: &str, raw: Option<Vec<u8>>) -> Option<Arc<Entry>> {
+        let raw = Bytes::from(raw?);
+        let slot = self.slot(hash);
+        if let Some((bytes, entry)) = &*slot.read().unwrap_or_else(|e| e.into_inner())
+            && *bytes == raw
+        {
+            return Some(Arc::clone(entry));
+        }
+        let entry = decode(raw.clone())?;
+        if raw.len() <= Self::LARGEST {
+            *slot.write().unwrap_or_else(|e| e.into_inner()) = Some((raw, Arc::clone(&entry)));
+        }
+        Some(entry)
+    }
+}
+
+impl std::fmt::Debug for Decoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoded").finish_non_exhaustive()
     }
 }
 
@@ -552,9 +610,11 @@ impl Store for RedisStore {
                             versions[n..].to_vec()
                         }
                     };
+                    let entry = self.decoded.decode(&hash, raw_entry);
+
                     return Ok(Lookup {
                         hash,
-                        entry: decode(raw_entry),
+                        entry,
                         scopes,
                     });
                 }
@@ -575,7 +635,7 @@ impl Store for RedisStore {
     fn get<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<Arc<Entry>>, Error>> {
         Box::pin(async move {
             let raw: Option<Vec<u8>> = self.trip()?.get(self.page_key(hash)).await?;
-            Ok(decode(raw))
+            Ok(self.decoded.decode(hash, raw))
         })
     }
 
@@ -752,6 +812,85 @@ impl Store for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::{StatusCode, header};
+    use std::time::Duration;
+
+    fn page(body: &str) -> Vec<u8> {
+        Entry {
+            status: StatusCode::OK,
+            headers: vec![(header::CONTENT_TYPE, "text/plain".parse().unwrap())],
+            body: Bytes::copy_from_slice(body.as_bytes()),
+            created_ms: 1_700_000_000_000,
+            ttl: Duration::from_secs(60),
+            grace: Duration::ZERO,
+            origin: "/".into(),
+            scopes: vec![1, 2],
+            vary: None,
+        }
+        .encode()
+        .to_vec()
+    }
+
+    #[test]
+    fn the_same_bytes_are_decoded_once() {
+        let decoded = Decoded::new();
+        let first = decoded.decode("0123abcd", Some(page("one"))).unwrap();
+        let again = decoded.decode("0123abcd", Some(page("one"))).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "decoded again");
+        assert_eq!(again.body, "one");
+    }
+
+    #[test]
+    fn other_bytes_under_the_same_hash_are_decoded_anew() {
+        let decoded = Decoded::new();
+        let old = decoded.decode("0123abcd", Some(page("old"))).unwrap();
+        let new = decoded.decode("0123abcd", Some(page("new"))).unwrap();
+        assert_eq!(
+            (old.body.as_ref(), new.body.as_ref()),
+            (&b"old"[..], &b"new"[..])
+        );
+        // Back to the old bytes: the old page, whatever the slot held.
+        assert_eq!(
+            decoded.decode("0123abcd", Some(page("old"))).unwrap().body,
+            "old"
+        );
+    }
+
+    #[test]
+    fn hashes_sharing_a_slot_get_their_own_entries() {
+        let decoded = Decoded::new();
+        // Equal first four bytes: the same slot.
+        let (a, b) = ("0123aaaa", "0123bbbb");
+        assert!(std::ptr::eq(decoded.slot(a), decoded.slot(b)));
+        for _ in 0..3 {
+            assert_eq!(decoded.decode(a, Some(page("a"))).unwrap().body, "a");
+            assert_eq!(decoded.decode(b, Some(page("b"))).unwrap().body, "b");
+        }
+    }
+
+    #[test]
+    fn damaged_or_missing_bytes_are_a_miss() {
+        let decoded = Decoded::new();
+        assert!(decoded.decode("0123abcd", None).is_none());
+        let mut damaged = page("one");
+        damaged.truncate(damaged.len() - 1);
+        assert!(decoded.decode("0123abcd", Some(damaged)).is_none());
+        assert!(decoded.decode("0123abcd", Some(b"CPE".to_vec())).is_none());
+        assert_eq!(
+            decoded.decode("0123abcd", Some(page("one"))).unwrap().body,
+            "one"
+        );
+    }
+
+    #[test]
+    fn large_entries_are_not_kept() {
+        let decoded = Decoded::new();
+        let body = "x".repeat(Decoded::LARGEST);
+        let first = decoded.decode("0123abcd", Some(page(&body))).unwrap();
+        let again = decoded.decode("0123abcd", Some(page(&body))).unwrap();
+        assert_eq!(again.body.len(), Decoded::LARGEST);
+        assert!(!Arc::ptr_eq(&first, &again), "a large entry was kept");
+    }
 
     #[test]
     fn versions_are_plain_decimal_digits() {
