@@ -26,7 +26,6 @@ use futures_util::{
     future::{join, try_join_all},
     stream,
 };
-use moka::sync::Cache as Moka;
 use redis::{
     AsyncCommands, ErrorKind, Script, ServerErrorKind,
     cluster::{ClusterClient, ClusterConfig},
@@ -37,7 +36,7 @@ use redis::{
 use crate::{
     Entry, Error,
     entry::unix_ms,
-    redis_store::{BUMP, Decoded, REMEMBERED_GROUPS, parse_version, superseded_hash},
+    redis_store::{BUMP, Decoded, Seen, parse_version, superseded_hash},
     store::{BoxFuture, Lookup, PageKey, SOFT_WINDOW, Store, Superseded, Version, version_seed},
 };
 
@@ -105,7 +104,7 @@ pub struct RedisClusterStore {
     invalidations: Option<Invalidations>,
     namespace: Arc<str>,
     /// The last version this process saw of each group.
-    seen: Moka<String, u64>,
+    seen: Arc<Seen>,
     bump: Arc<Script>,
     decoded: Arc<Decoded>,
 }
@@ -380,7 +379,7 @@ impl RedisClusterStore {
         let raw = self.get_all(&keys).await?;
         let versions = self.complete_versions(page, &keys, &raw).await?;
         for (g, v) in page.groups.iter().zip(&versions) {
-            self.seen.insert(g.clone(), *v);
+            self.seen.insert(g, *v);
         }
         Ok(versions)
     }
@@ -566,7 +565,7 @@ impl RedisClusterStoreBuilder {
             conn: Arc::default(),
             invalidations,
             namespace: self.namespace.into(),
-            seen: Moka::new(REMEMBERED_GROUPS),
+            seen: Arc::default(),
             bump: Arc::new(Script::new(BUMP)),
             decoded: Arc::new(Decoded::new()),
         })
@@ -708,7 +707,7 @@ impl Store for RedisClusterStore {
                 other => other?,
             };
             if let Version::Group(g) = version {
-                self.seen.insert(g.to_owned(), v);
+                self.seen.insert(g, v);
             }
             self.replicated(&mut conn, &key).await?;
             Ok(v)

@@ -15,6 +15,7 @@
 //! | `<ns>:lock:<md5 hex>`     | string  | the lock wait (only with `lock_across_instances`) |
 
 use std::{
+    collections::HashMap,
     sync::{
         Arc, OnceLock, RwLock,
         atomic::{AtomicU64, Ordering},
@@ -23,7 +24,6 @@ use std::{
 };
 
 use bytes::Bytes;
-use moka::sync::Cache as Moka;
 use redis::{
     AsyncCommands, Client, Script,
     aio::{ConnectionManager, ConnectionManagerConfig},
@@ -72,9 +72,39 @@ redis.call('SET', KEYS[1], ARGV[1])
 return tonumber(ARGV[1])
 ";
 
-/// Most group versions remembered per process (the guesses that make a hit one
-/// round trip); a forgotten one only costs a second round trip.
-pub(crate) const REMEMBERED_GROUPS: u64 = 100_000;
+/// Most group versions remembered per store (the guesses that make a hit one round
+/// trip); a forgotten one only costs a second round trip.
+pub(crate) const REMEMBERED_GROUPS: usize = 100_000;
+
+/// The last version a store saw of each group: its guesses. Read on every hit, so a
+/// plain map behind a read lock (a cache with eviction costs several times more per
+/// read); when it holds [`REMEMBERED_GROUPS`] groups and a new one comes, it is
+/// emptied, and each group forgotten costs one second round trip.
+#[derive(Debug, Default)]
+pub(crate) struct Seen(RwLock<HashMap<String, u64>>);
+
+impl Seen {
+    pub(crate) fn get(&self, group: &str) -> Option<u64> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(group)
+            .copied()
+    }
+
+    pub(crate) fn insert(&self, group: &str, version: u64) {
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        match map.get_mut(group) {
+            Some(seen) => *seen = version,
+            None => {
+                if map.len() >= REMEMBERED_GROUPS {
+                    map.clear();
+                }
+                map.insert(group.to_owned(), version);
+            }
+        }
+    }
+}
 
 /// The Redis store.
 ///
@@ -109,7 +139,7 @@ pub struct RedisStore {
     config: ConnectionManagerConfig,
     namespace: Arc<str>,
     /// The last version this process saw of each group.
-    seen: Moka<String, u64>,
+    seen: Arc<Seen>,
     bump: Arc<Script>,
     bump_soft: Arc<Script>,
     pipelined_hits: bool,
@@ -233,7 +263,7 @@ impl RedisStore {
             .await?;
         let versions = self.complete_versions(page, &keys, &raw).await?;
         for (g, v) in page.groups.iter().zip(&versions) {
-            self.seen.insert(g.clone(), *v);
+            self.seen.insert(g, *v);
         }
         Ok(versions)
     }
@@ -328,7 +358,7 @@ impl RedisStoreBuilder {
             client,
             config,
             namespace: self.namespace.into(),
-            seen: Moka::new(REMEMBERED_GROUPS),
+            seen: Arc::default(),
             bump: Arc::new(Script::new(BUMP)),
             bump_soft: Arc::new(Script::new(BUMP_SOFT)),
             pipelined_hits: self.pipelined_hits,
@@ -696,7 +726,7 @@ impl Store for RedisStore {
                 .invoke_async(&mut self.trip()?)
                 .await?;
             if let Version::Group(g) = version {
-                self.seen.insert(g.to_owned(), v);
+                self.seen.insert(g, v);
             }
             Ok(v)
         })
@@ -713,7 +743,7 @@ impl Store for RedisStore {
                 .arg(SOFT_WINDOW.as_secs())
                 .invoke_async(&mut self.trip()?)
                 .await?;
-            self.seen.insert(group.to_owned(), v);
+            self.seen.insert(group, v);
             Ok(v)
         })
     }
@@ -829,6 +859,23 @@ mod tests {
         }
         .encode()
         .to_vec()
+    }
+
+    #[test]
+    fn seen_versions_are_remembered_up_to_a_bound() {
+        let seen = Seen::default();
+        assert_eq!(seen.get("views"), None);
+        seen.insert("views", 7);
+        seen.insert("views", 8);
+        assert_eq!(seen.get("views"), Some(8));
+        for i in 1..REMEMBERED_GROUPS {
+            seen.insert(&format!("g{i}"), 1);
+        }
+        assert_eq!(seen.get("views"), Some(8), "full, but nothing new yet");
+        // One more group: everything is forgotten but it.
+        seen.insert("new", 1);
+        assert_eq!((seen.get("views"), seen.get("g1")), (None, None));
+        assert_eq!(seen.get("new"), Some(1));
     }
 
     #[test]
