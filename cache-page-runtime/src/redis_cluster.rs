@@ -30,7 +30,10 @@ use redis::{
     AsyncCommands, ErrorKind, Script, ServerErrorKind,
     cluster::{ClusterClient, ClusterConfig},
     cluster_async::ClusterConnection,
-    cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr},
+    cluster_routing::{
+        AggregateOp, MultipleNodeRoutingInfo, ResponsePolicy, Route, RoutingInfo,
+        SingleNodeRoutingInfo, Slot, SlotAddr,
+    },
 };
 
 use crate::{
@@ -309,6 +312,24 @@ impl RedisClusterStore {
     /// With `wait_for_replicas`, waits until enough replicas of the node holding `key`
     /// acknowledged the writes made through `conn`.
     async fn replicated(&self, conn: &mut ClusterConnection, key: &str) -> Result<(), Error> {
+        let node = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+            key,
+            SlotAddr::Master,
+        )));
+        self.wait(conn, node).await
+    }
+
+    /// [`replicated`](Self::replicated) on every master, for writes spread over the
+    /// cluster (a tag's pages): the fewest acknowledgements count.
+    async fn replicated_everywhere(&self, conn: &mut ClusterConnection) -> Result<(), Error> {
+        let masters = RoutingInfo::MultiNode((
+            MultipleNodeRoutingInfo::AllMasters,
+            Some(ResponsePolicy::Aggregate(AggregateOp::Min)),
+        ));
+        self.wait(conn, masters).await
+    }
+
+    async fn wait(&self, conn: &mut ClusterConnection, nodes: RoutingInfo) -> Result<(), Error> {
         let Some(inv) = &self.invalidations else {
             return Ok(());
         };
@@ -318,10 +339,7 @@ impl RedisClusterStore {
                 .unwrap_or(u64::MAX)
                 .max(1),
         );
-        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
-            Route::with_key(key, SlotAddr::Master),
-        ));
-        let reply = conn.route_command(wait, routing).await?;
+        let reply = conn.route_command(wait, nodes).await?;
         let redis::Value::Int(acknowledged) = reply else {
             return Err(Error::Corrupt(
                 "WAIT answered something else than an integer",
@@ -426,7 +444,7 @@ impl RedisClusterStore {
 
     /// `UNLINK` of keys that share one hash slot.
     async fn unlink(&self, keys: Vec<String>) -> Result<u64, Error> {
-        let mut conn = self.connection();
+        let mut conn = self.invalidation_connection();
         Ok(redis::cmd("UNLINK")
             .arg(&keys)
             .query_async(&mut conn)
@@ -499,8 +517,9 @@ impl RedisClusterStoreBuilder {
     /// usually answers within a millisecond or two, but can take up to a second while
     /// a replica has just connected; the cache's own
     /// [`timeout`](crate::CacheBuilder::timeout) (500 ms by default) bounds every
-    /// invalidation too, so raise it with `timeout`. Only version bumps wait; tag and
-    /// key deletions do not.
+    /// invalidation too, so raise it with `timeout`. Version bumps wait on the node of
+    /// their version, key deletions on the node of their page, tag deletions on every
+    /// master (the fewest acknowledgements count).
     ///
     /// ```
     /// # use std::time::Duration;
@@ -671,8 +690,10 @@ impl Store for RedisClusterStore {
 
     fn remove<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(async move {
-            let mut conn = self.connection();
-            let n: u64 = conn.del(self.page_key(hash)).await?;
+            let mut conn = self.invalidation_connection();
+            let key = self.page_key(hash);
+            let n: u64 = conn.del(&key).await?;
+            self.replicated(&mut conn, &key).await?;
             Ok(n > 0)
         })
     }
@@ -811,7 +832,7 @@ impl Store for RedisClusterStore {
 
     fn delete_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
         Box::pin(async move {
-            let mut conn = self.connection();
+            let mut conn = self.invalidation_connection();
             let key = self.tag_key(tag);
             let hashes: Vec<String> = conn.smembers(&key).await?;
             if hashes.is_empty() {
@@ -836,6 +857,7 @@ impl Store for RedisClusterStore {
                 .arg(&hashes)
                 .query_async(&mut conn)
                 .await?;
+            self.replicated_everywhere(&mut conn).await?;
             Ok(deleted)
         })
     }

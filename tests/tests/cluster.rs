@@ -600,9 +600,9 @@ async fn a_failover_to_a_replica_under_load_fails_no_request_and_caching_resumes
     assert_no_cross_slot(&cluster);
 }
 
-/// With `wait_for_replicas`, an invalidation says `Ok` only once a replica has it, so
-/// a failover cannot lose it; with no replica to answer it says so, and is in force on
-/// its master all the same.
+/// With `wait_for_replicas`, an invalidation (a bump, a tag or a key deletion) says
+/// `Ok` only once a replica has it, so a failover cannot lose it; with no replica to
+/// answer it says so, and is in force on its master all the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_wait_for_replicas_an_invalidation_is_ok_once_a_replica_has_it() {
     let mut cluster = RedisCluster::start_with_replicas();
@@ -628,6 +628,16 @@ async fn with_wait_for_replicas_an_invalidation_is_ok_once_a_replica_has_it() {
     assert_eq!(after, before + 1);
     assert_cached(&app, &pages, false).await;
     assert_cached(&app, &pages, true).await;
+    // Deletions wait too: a key's on its page's node, a tag's on every master.
+    let (tagged, items) = (uris("/tagged", 3), uris("/items", 1));
+    warm(&app, &tagged).await;
+    warm(&app, &items).await;
+    let deleted = cache.invalidate_tag("catalogue").await;
+    assert_eq!(deleted.expect("replicas acknowledged it"), 3);
+    assert_cached(&app, &tagged, false).await;
+    let removed = cache.invalidate_key("", &[], "/items/1").await;
+    assert!(removed.expect("a replica acknowledged it"));
+    assert_cached(&app, &items, false).await;
 
     let replicas: Vec<usize> = (0..cluster.node_count())
         .filter(|&i| !cluster.is_master(i))
@@ -650,6 +660,21 @@ async fn with_wait_for_replicas_an_invalidation_is_ok_once_a_replica_has_it() {
         after + 1,
         "the invalidation is in force on its master"
     );
+    for deletion in [
+        cache.invalidate_tag("catalogue").await.map(|_| ()),
+        cache.invalidate_key("", &[], "/items/1").await.map(|_| ()),
+    ] {
+        match deletion {
+            Err(Error::NotReplicated {
+                wanted: 1,
+                acknowledged: 0,
+            }) => {}
+            other => panic!("a deletion with no replica up: {other:?}"),
+        }
+    }
+    // Both deletions are in force on their masters all the same.
+    assert_cached(&app, &tagged, false).await;
+    assert_cached(&app, &items, false).await;
     // Requests never wait on a WAIT: the pages are served, and cached again.
     assert_cached(&app, &pages, false).await;
     assert_cached(&app, &pages, true).await;
