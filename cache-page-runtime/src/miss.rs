@@ -113,8 +113,9 @@ impl Miss {
     /// Refreshes a page in the background: one past its timeout, or one a soft
     /// invalidation superseded, while the old one is served. With a lock across
     /// instances, only the instance that takes the lock runs the handler; the others
-    /// go on serving the old page until the new one is in the store. A refresh that
-    /// fails stores nothing (stale-if-error).
+    /// go on serving the old page, and wait for the new one to be in the store (for
+    /// at most the lock's wait) before they would try again. A refresh that fails
+    /// stores nothing (stale-if-error).
     pub(crate) async fn refresh<F, R>(self, target: Target, handler: F) -> Option<Landed>
     where
         F: Future<Output = R>,
@@ -138,8 +139,12 @@ impl Miss {
                 }
                 landed
             }
-            // Another instance refreshes it.
-            Ok(false) => None,
+            // Another instance refreshes it: wait (boundedly) for its page, so that
+            // this instance neither refreshes nor asks for the lock again meanwhile.
+            Ok(false) => self
+                .await_other_instance(&hash, wait)
+                .await
+                .map(|entry| self.landed(entry)),
             Err(err) => {
                 tracing::warn!(error = %err, "cache lock failed; refreshing anyway");
                 self.run(target, handler).await.1

@@ -229,11 +229,24 @@ async fn two_instances_refresh_a_stale_page(
 
     // Instance A sees the page stale and starts a refresh, held on the gate.
     until_a_refresh_started(&app_a, &origin, "/refreshed-once").await;
-    // Instance B serves the stale page too, and would refresh it.
-    for _ in 0..5 {
+    // Instance B serves the stale page too, and would refresh it. With the lock, it
+    // asks for the lock once, then waits for A's page: it does not ask again on each
+    // request (the lock is a `SET NX`, and nothing else is set meanwhile).
+    let mut cli = server.cli().await;
+    let sets = |calls: &std::collections::BTreeMap<String, u64>| calls.get("set").copied();
+    let before = sets(&cli.command_calls().await);
+    for _ in 0..20 {
         let stale = fetch(&app_b, "/refreshed-once").await;
         assert_served(&stale, "run 1");
         assert!(ttl(&stale) <= 0, "{:?}", stale.cache_status());
+    }
+    if lock {
+        eventually(PATIENCE, "B asked for the lock", async || {
+            sets(&cli.command_calls().await) > before
+        })
+        .await;
+        let asked = sets(&cli.command_calls().await).unwrap_or(0) - before.unwrap_or(0);
+        assert_eq!(asked, 1, "B asked for the lock {asked} times");
     }
     // Let every refresh run; both instances end on a fresh page.
     origin.gate.add_permits(10);
