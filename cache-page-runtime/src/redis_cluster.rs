@@ -69,6 +69,9 @@ const DELETE_CONCURRENCY: usize = 64;
 ///
 /// Replicas are never read: a replica may lag behind an invalidation.
 ///
+/// In process, the store keeps what [`RedisStore`](crate::RedisStore) keeps: the group
+/// versions it saw last and the entries it decoded last (at most 8 MiB).
+///
 /// The connection is made on first use, in the background, and remade by itself after
 /// failures (nodes lost, slots moved, failovers), so an application starts and serves
 /// pages (uncached) while the cluster is down. Every command is bounded by the
