@@ -42,6 +42,13 @@ pub(crate) struct Miss {
     pub(crate) why: Forward,
 }
 
+/// How a leader's turn ended: it ran the handler, or found the page another instance
+/// stored meanwhile.
+enum Turn {
+    Ran((Response, Option<Landed>)),
+    Found(Miss, Arc<Entry>),
+}
+
 impl Miss {
     /// Runs the handler and stores its response.
     pub(crate) async fn run<F, R>(self, target: Target, handler: F) -> (Response, Option<Landed>)
@@ -53,101 +60,73 @@ impl Miss {
         self.store(target, response).await
     }
 
-    /// Runs the handler as the leader of this process's flight. With a distributed
-    /// lock configured, first takes the lock in the store; when another instance holds
-    /// it, waits (boundedly) for that instance's entry instead of running the handler.
+    /// Runs the handler as the leader of this process's flight, and answers the
+    /// request (see [`take_turn`](Self::take_turn)).
     pub(crate) async fn lead<F, R>(self, target: Target, handler: F) -> (Response, Option<Landed>)
     where
         F: Future<Output = R>,
         R: IntoResponse,
     {
-        let Some(wait) = self.cache.lock_wait() else {
-            return self.run(target, handler).await;
-        };
-        let store = self.cache.store();
-        match self.cache.guarded(store.lock(&target.hash, wait)).await {
-            Ok(true) => {
-                let cache = self.cache.clone();
-                let hash = target.hash.clone();
-                // Another instance may have stored the page and released the lock
-                // between this request's lookup and its taking the lock.
-                let out = match self.stored_entry(&hash).await {
-                    Some(entry) => {
-                        let response = hit(
-                            &self.cache,
-                            &entry,
-                            &self.parts,
-                            Served::Collapsed,
-                            SystemTime::now(),
-                        );
-                        (response, Some(self.landed(entry)))
-                    }
-                    None => self.run(target, handler).await,
-                };
-                if let Err(err) = cache.guarded(cache.store().unlock(&hash)).await {
-                    tracing::debug!(error = %err, "cache lock not released; it will expire");
-                }
-                out
-            }
-            Ok(false) => {
-                if let Some(entry) = self.await_other_instance(&target.hash, wait).await {
-                    let response = hit(
-                        &self.cache,
-                        &entry,
-                        &self.parts,
-                        Served::Collapsed,
-                        SystemTime::now(),
-                    );
-                    let landed = self.landed(entry);
-                    return (response, Some(landed));
-                }
-                self.run(target, handler).await
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cache lock failed; running the handler");
-                self.run(target, handler).await
+        match self.take_turn(target, handler).await {
+            Turn::Ran(out) => out,
+            Turn::Found(miss, entry) => {
+                let now = SystemTime::now();
+                let response = hit(&miss.cache, &entry, &miss.parts, Served::Collapsed, now);
+                (response, Some(miss.landed(entry)))
             }
         }
     }
 
     /// Refreshes a page in the background: one past its timeout, or one a soft
-    /// invalidation superseded, while the old one is served. With a lock across
-    /// instances, only the instance that takes the lock runs the handler; the others
-    /// go on serving the old page, and wait for the new one to be in the store (for
-    /// at most the lock's wait) before they would try again. A refresh that fails
-    /// stores nothing (stale-if-error).
+    /// invalidation superseded, while the old one is served (see
+    /// [`take_turn`](Self::take_turn): with a lock, one instance refreshes it and the
+    /// others wait for its page). A refresh that fails stores nothing
+    /// (stale-if-error).
     pub(crate) async fn refresh<F, R>(self, target: Target, handler: F) -> Option<Landed>
     where
         F: Future<Output = R>,
         R: IntoResponse,
     {
+        match self.take_turn(target, handler).await {
+            Turn::Ran((_, landed)) => landed,
+            Turn::Found(miss, entry) => Some(miss.landed(entry)),
+        }
+    }
+
+    /// Runs the handler, unless another instance builds the page. With a distributed
+    /// lock configured, first takes the lock in the store; when another instance holds
+    /// it, waits (boundedly) for that instance's entry instead of running the handler,
+    /// and runs it only when the wait runs out.
+    async fn take_turn<F, R>(self, target: Target, handler: F) -> Turn
+    where
+        F: Future<Output = R>,
+        R: IntoResponse,
+    {
         let Some(wait) = self.cache.lock_wait() else {
-            return self.run(target, handler).await.1;
+            return Turn::Ran(self.run(target, handler).await);
         };
         let cache = self.cache.clone();
         let hash = target.hash.clone();
         match cache.guarded(cache.store().lock(&hash, wait)).await {
             Ok(true) => {
-                // Another instance may have refreshed the page and released the lock
+                // Another instance may have stored the page and released the lock
                 // between this request's lookup and its taking the lock.
-                let landed = match self.stored_entry(&hash).await {
-                    Some(entry) => Some(self.landed(entry)),
-                    None => self.run(target, handler).await.1,
+                let turn = match self.stored_entry(&hash).await {
+                    Some(entry) => Turn::Found(self, entry),
+                    None => Turn::Ran(self.run(target, handler).await),
                 };
                 if let Err(err) = cache.guarded(cache.store().unlock(&hash)).await {
                     tracing::debug!(error = %err, "cache lock not released; it will expire");
                 }
-                landed
+                turn
             }
-            // Another instance refreshes it: wait (boundedly) for its page, so that
-            // this instance neither refreshes nor asks for the lock again meanwhile.
-            Ok(false) => self
-                .await_other_instance(&hash, wait)
-                .await
-                .map(|entry| self.landed(entry)),
+            Ok(false) => match self.await_other_instance(&hash, wait).await {
+                Some(entry) => Turn::Found(self, entry),
+                None => Turn::Ran(self.run(target, handler).await),
+            },
             Err(err) => {
-                tracing::warn!(error = %err, "cache lock failed; refreshing anyway");
-                self.run(target, handler).await.1
+                tracing::warn!(error = %err, "cache lock failed; running the handler");
+                Turn::Ran(self.run(target, handler).await)
             }
         }
     }

@@ -399,9 +399,7 @@ impl RedisClusterStore {
         let keys = crate::redis_store::keys::versions(&self.namespace, page);
         let raw = self.get_all(&keys).await?;
         let versions = self.complete_versions(page, &keys, &raw).await?;
-        for (g, v) in page.groups.iter().zip(&versions) {
-            self.seen.insert(g, *v);
-        }
+        self.seen.remember(page.groups, &versions);
         Ok(versions)
     }
 

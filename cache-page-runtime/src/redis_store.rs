@@ -92,6 +92,13 @@ impl Seen {
             .copied()
     }
 
+    /// Remembers each group's version: `versions` starts with them, in order.
+    pub(crate) fn remember(&self, groups: &[String], versions: &[u64]) {
+        for (group, version) in groups.iter().zip(versions) {
+            self.insert(group, *version);
+        }
+    }
+
     pub(crate) fn insert(&self, group: &str, version: u64) {
         let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
         match map.get_mut(group) {
@@ -267,9 +274,7 @@ impl RedisStore {
             .query_async(&mut self.trip()?)
             .await?;
         let versions = self.complete_versions(page, &keys, &raw).await?;
-        for (g, v) in page.groups.iter().zip(&versions) {
-            self.seen.insert(g, *v);
-        }
+        self.seen.remember(page.groups, &versions);
         Ok(versions)
     }
 

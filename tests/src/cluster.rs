@@ -510,19 +510,27 @@ impl RedisCluster {
     /// running nodes.
     pub fn command_calls(&self) -> std::collections::BTreeMap<String, u64> {
         let mut total = std::collections::BTreeMap::new();
-        for (i, node) in self.running() {
-            let mut conn = node
-                .connection()
-                .unwrap_or_else(|e| panic!("node {i} does not answer: {e}"));
-            let info: String = redis::cmd("INFO")
-                .arg("commandstats")
-                .query(&mut conn)
-                .unwrap_or_else(|e| panic!("INFO on node {i}: {e}"));
+        for info in self.info("commandstats") {
             for (name, calls) in crate::parse_command_calls(&info) {
                 *total.entry(name).or_insert(0) += calls;
             }
         }
         total
+    }
+
+    /// One section of `INFO` from each running node.
+    fn info(&self, section: &str) -> Vec<String> {
+        self.running()
+            .map(|(i, node)| {
+                let mut conn = node
+                    .connection()
+                    .unwrap_or_else(|e| panic!("node {i} does not answer: {e}"));
+                redis::cmd("INFO")
+                    .arg(section)
+                    .query(&mut conn)
+                    .unwrap_or_else(|e| panic!("INFO on node {i}: {e}"))
+            })
+            .collect()
     }
 }
 
@@ -531,14 +539,7 @@ impl RedisCluster {
     /// `MOVED`…), from `INFO errorstats` (Redis 6.2).
     pub fn error_counts(&self) -> std::collections::BTreeMap<String, u64> {
         let mut total = std::collections::BTreeMap::new();
-        for (i, node) in self.running() {
-            let mut conn = node
-                .connection()
-                .unwrap_or_else(|e| panic!("node {i} does not answer: {e}"));
-            let info: String = redis::cmd("INFO")
-                .arg("errorstats")
-                .query(&mut conn)
-                .unwrap_or_else(|e| panic!("INFO on node {i}: {e}"));
+        for info in self.info("errorstats") {
             for line in info.lines() {
                 let Some((code, stats)) = line
                     .trim()
