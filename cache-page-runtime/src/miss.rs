@@ -23,7 +23,7 @@ use crate::{
     policy::{self, Uncacheable},
     request::Forward,
     respond::{Served, hit, is_not_modified, set_status},
-    serve::{Found, Target, find, usable, vary_values},
+    serve::{Target, find, usable, vary_values},
     store::Lookup,
     telemetry,
 };
@@ -158,14 +158,10 @@ impl Miss {
             scopes: self.scopes.clone(),
         };
         let now = SystemTime::now();
-        match find(&self.cache, &lookup, &self.parts, &self.url, now).await {
-            Found::Page(entry)
-            | Found::Variant {
-                variant: Some(entry),
-                ..
-            } if !entry.is_stale_at(now) => Some(entry),
-            _ => None,
-        }
+        find(&self.cache, &lookup, &self.parts, &self.url, now)
+            .await
+            .entry()
+            .filter(|entry| !entry.is_stale_at(now))
     }
 
     /// Whether this request may be served what another one stored: the same values of

@@ -333,14 +333,7 @@ async fn superseded(
         entry: Some(old.entry),
         scopes: scopes.to_vec(),
     };
-    match find(cache, &lookup, parts, url, now).await {
-        Found::Page(entry)
-        | Found::Variant {
-            variant: Some(entry),
-            ..
-        } => Some(entry),
-        _ => None,
-    }
+    find(cache, &lookup, parts, url, now).await.entry()
 }
 
 /// What a lookup found, once validated.
@@ -353,6 +346,20 @@ pub(crate) enum Found {
         variant_hash: String,
         variant: Option<Arc<Entry>>,
     },
+}
+
+impl Found {
+    /// The entry this request may be served, if one was found.
+    pub(crate) fn entry(self) -> Option<Arc<Entry>> {
+        match self {
+            Found::Page(entry)
+            | Found::Variant {
+                variant: Some(entry),
+                ..
+            } => Some(entry),
+            _ => None,
+        }
+    }
 }
 
 /// Where a miss stores its response: the page's hash, and the vary index in force.
