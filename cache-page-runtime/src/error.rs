@@ -86,3 +86,16 @@ impl From<redis::RedisError> for Error {
         Error::Redis(err)
     }
 }
+
+#[cfg(feature = "redis")]
+impl Error {
+    /// Whether the store did not answer in time, as opposed to failing at once (a
+    /// broken connection, a refused command).
+    pub(crate) fn is_timeout(&self) -> bool {
+        match self {
+            Error::Timeout(_) => true,
+            Error::Redis(e) => e.is_timeout(),
+            _ => false,
+        }
+    }
+}

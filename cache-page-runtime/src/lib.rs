@@ -96,8 +96,9 @@
 //!
 //! ## 6. Speed
 //!
-//! A hit costs one round trip to Redis: group and scope versions are read in the same
-//! command as the entry at the versions last seen. Concurrent misses of one page run
+//! A hit costs one round trip to Redis, one `GET` of the entry: group and scope
+//! versions are kept in process, and Redis tells the store when one changes (client-side
+//! tracking), before it answers any later read. Concurrent misses of one page run
 //! its handler once per process (single flight), and at most once per lock period
 //! across instances with [`CacheBuilder::lock_across_instances`]. With `grace =
 //! <seconds>`, a page past its timeout is served stale while one request refreshes it
@@ -183,6 +184,8 @@ mod respond;
 mod serve;
 mod store;
 mod telemetry;
+#[cfg(feature = "redis")]
+mod tracking;
 
 pub use crate::{
     cache::{

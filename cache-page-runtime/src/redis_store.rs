@@ -36,6 +36,7 @@ use crate::{
         BoxFuture, Lookup, PageKey, SOFT_WINDOW, SoftRecord, Store, Superseded, Version,
         version_seed,
     },
+    tracking::{Link, Tracking},
 };
 
 /// Moves a version on in one command: `INCR` when it holds a number, otherwise a
@@ -115,17 +116,21 @@ impl Seen {
 
 /// The Redis store.
 ///
-/// A hit costs one round trip: the versions of the page's groups and scopes are read
-/// in the same `MGET` as the entry stored at the group versions this process saw
-/// last; only when a group version moved (another process invalidated it) is a second
-/// read needed.
+/// A hit costs one round trip, a `GET` of the entry: the versions of the page's
+/// groups and scopes are kept in process, on a second connection whose reads Redis
+/// tracks and whose copies it invalidates (see
+/// [`tracked_versions`](RedisStoreBuilder::tracked_versions)). An invalidation made by
+/// any process is seen by every request that starts after it returned. Until that
+/// connection is up, and for versions not read yet, a hit reads the versions in the
+/// same `MGET` as the entry stored at the group versions this process saw last; only
+/// when a group version moved (another process invalidated it) is a second read
+/// needed.
 ///
-/// In process, the store remembers the group versions it saw last (at most 100,000
-/// groups) and the entries it decoded last (at most 8 MiB, none over 32 KiB), so that
-/// a hit whose stored bytes did not change skips decoding them. Every hit still reads
-/// Redis and serves exactly what it holds.
+/// In process, the store also keeps the entries it decoded last (at most 8 MiB, none
+/// over 32 KiB), so that a hit whose stored bytes did not change skips decoding them.
+/// Every hit still reads Redis and serves exactly what it holds.
 ///
-/// The connection is made lazily and re-made by itself after a failure, so an
+/// The connections are made lazily and re-made by themselves after a failure, so an
 /// application starts and serves pages (uncached) while Redis is down.
 ///
 /// # Example
@@ -155,6 +160,8 @@ pub struct RedisStore {
     bump: Arc<Script>,
     bump_soft: Arc<Script>,
     pipelined_hits: bool,
+    /// The connection whose versions Redis keeps us told of: a hit is one `GET`.
+    tracking: Option<Arc<Tracking>>,
     round_trips: Arc<AtomicU64>,
     decoded: Arc<Decoded>,
 }
@@ -190,6 +197,7 @@ pub struct RedisStoreBuilder {
     connect_timeout: Duration,
     command_timeout: Duration,
     pipelined_hits: bool,
+    tracked_versions: bool,
 }
 
 impl RedisStore {
@@ -209,6 +217,7 @@ impl RedisStore {
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_millis(250),
             pipelined_hits: true,
+            tracked_versions: true,
         }
     }
 
@@ -245,8 +254,72 @@ impl RedisStore {
     }
 
     fn trip(&self) -> Result<ConnectionManager, Error> {
-        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        self.count_trip();
         self.connection()
+    }
+
+    fn count_trip(&self) {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many tracking connections (see [`RedisStoreBuilder::tracked_versions`]) this
+    /// store has made: 1 once the first is up, one more after each reconnection.
+    pub fn tracking_connections(&self) -> u64 {
+        self.tracking.as_ref().map_or(0, |t| t.connections())
+    }
+
+    /// The tracking connection, if it is up and hits may use it.
+    fn link(&self) -> Option<Arc<Link>> {
+        self.tracking
+            .as_ref()
+            .filter(|_| self.pipelined_hits)
+            .and_then(Tracking::link)
+    }
+
+    /// Sends `cmd`, a read of versions: on the tracking connection when there is one,
+    /// so that Redis tracks the keys it reads (then the epoch to learn them at comes
+    /// back too).
+    async fn read(
+        &self,
+        cmd: &redis::Cmd,
+        link: Option<&Link>,
+    ) -> Result<(redis::Value, Option<u64>), Error> {
+        match link {
+            Some(link) => {
+                self.count_trip();
+                let (value, epoch) = link.read_tracked(cmd).await?;
+                Ok((value, Some(epoch)))
+            }
+            None => Ok((cmd.query_async(&mut self.trip()?).await?, None)),
+        }
+    }
+
+    /// A hit at the versions the tracking connection knows: one `GET`. `None` when
+    /// they are not all known, or one was invalidated while the `GET` was out.
+    async fn tracked_lookup(
+        &self,
+        link: &Link,
+        page: PageKey<'_>,
+    ) -> Result<Option<Lookup>, Error> {
+        let Some((mut versions, epoch)) = link.versions(page) else {
+            return Ok(None);
+        };
+        let n = page.groups.len();
+        let hash = page.hash_at(versions[..n].iter().copied());
+        self.count_trip();
+        let raw: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(keys::PageArg(&self.namespace, &hash))
+            .query_async(&mut link.connection())
+            .await?;
+        if !link.still(page, &versions, epoch) {
+            return Ok(None);
+        }
+        let scopes = versions.split_off(n);
+        Ok(Some(Lookup {
+            entry: self.decoded.decode(&hash, raw),
+            hash,
+            scopes,
+        }))
     }
 
     /// A clone of the underlying connection, for commands of your own. The first call
@@ -267,13 +340,22 @@ impl RedisStore {
 
     /// Reads every version of `page` (groups, then scopes), seeding missing or damaged
     /// ones in one more round trip.
-    async fn read_versions(&self, page: PageKey<'_>) -> Result<Vec<u64>, Error> {
+    async fn read_versions(
+        &self,
+        page: PageKey<'_>,
+        link: Option<&Link>,
+    ) -> Result<Vec<u64>, Error> {
         let keys = keys::versions(&self.namespace, page);
-        let raw: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut self.trip()?)
-            .await?;
+        let (reply, epoch) = self.read(redis::cmd("MGET").arg(&keys), link).await?;
+        let raw: Vec<Option<Vec<u8>>> =
+            redis::from_redis_value(reply).map_err(redis::RedisError::from)?;
+        let all_read = raw
+            .iter()
+            .all(|r| r.as_deref().and_then(parse_version).is_some());
         let versions = self.complete_versions(page, &keys, &raw).await?;
+        if let (Some(link), Some(epoch), true) = (link, epoch, all_read) {
+            link.learn(page, &versions, epoch);
+        }
         self.seen.remember(page.groups, &versions);
         Ok(versions)
     }
@@ -353,10 +435,37 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Whether hits read only the entry, at versions kept in process on a connection
+    /// Redis tells of their changes (default `true`; Redis 6 or later, RESP3). A hit is
+    /// then one `GET`, and an invalidation from any process is still seen by every
+    /// request that starts after it returns: Redis sends the news of a change down
+    /// that connection before the answer to any read made after it, and a hit that
+    /// finds news of its versions with its answer reads again.
+    ///
+    /// The store makes this connection itself (one more connection per store), and
+    /// makes it again after a failure; until it is up, or when the server refuses
+    /// tracking, hits read the versions and the entry in one `MGET` (`false` always
+    /// does). The server keeps the names of the versions each store has read (see
+    /// `tracking-table-max-keys` in redis.conf).
+    pub fn tracked_versions(mut self, on: bool) -> Self {
+        self.tracked_versions = on;
+        self
+    }
+
     /// Builds the store. The connection is made on first use and re-made after
     /// failures, so this fails only on a malformed URL.
     pub fn build(self) -> Result<RedisStore, Error> {
         let client = Client::open(self.url.as_str())?;
+        let namespace: Arc<str> = self.namespace.into();
+        let tracking = match self.tracked_versions {
+            true => Some(Arc::new(Tracking::new(
+                &self.url,
+                Arc::clone(&namespace),
+                self.connect_timeout,
+                self.command_timeout,
+            )?)),
+            false => None,
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(Some(self.command_timeout))
@@ -367,11 +476,12 @@ impl RedisStoreBuilder {
             conn: Arc::default(),
             client,
             config,
-            namespace: self.namespace.into(),
+            namespace,
             seen: Arc::default(),
             bump: Arc::new(Script::new(BUMP)),
             bump_soft: Arc::new(Script::new(BUMP_SOFT)),
             pipelined_hits: self.pipelined_hits,
+            tracking,
             round_trips: Arc::default(),
             decoded: Arc::new(Decoded::new()),
         })
@@ -607,6 +717,22 @@ impl Store for RedisStore {
     fn lookup<'a>(&'a self, page: PageKey<'a>) -> BoxFuture<'a, Result<Lookup, Error>> {
         Box::pin(async move {
             let n = page.groups.len();
+            let mut link = self.link();
+            if let Some(tracked) = &link {
+                match self.tracked_lookup(tracked, page).await {
+                    Ok(Some(lookup)) => return Ok(lookup),
+                    Ok(None) => {}
+                    // Redis is slow: asking again would only be slower.
+                    Err(err) if err.is_timeout() => return Err(err),
+                    // The connection broke: a new one comes in the background, and
+                    // this lookup goes on as if there were none.
+                    Err(_) => {
+                        tracked.close();
+                        link = None;
+                    }
+                }
+            }
+            let link = link.as_deref();
             if let Some(guess) = self.guess(page.groups).filter(|_| self.pipelined_hits) {
                 // One command: every version, and the entry at the guessed ones, in
                 // one MGET (cheaper for Redis than a pipeline of MGET and GET). The
@@ -624,7 +750,7 @@ impl Store for RedisStore {
                     mget.arg(keys::Arg(ns, *v));
                 }
                 mget.arg(keys::PageArg(ns, &hash));
-                let reply: redis::Value = mget.query_async(&mut self.trip()?).await?;
+                let (reply, epoch) = self.read(&mget, link).await?;
                 let redis::Value::Array(mut values) = reply else {
                     return Err(Error::Corrupt("MGET answered something else than an array"));
                 };
@@ -642,7 +768,14 @@ impl Store for RedisStore {
                     // and will not be served.
                     let read: Option<Vec<u64>> = values[n..].iter().map(version_of).collect();
                     let scopes = match read {
-                        Some(scopes) => scopes,
+                        Some(scopes) => {
+                            if let (Some(link), Some(epoch)) = (link, epoch) {
+                                let versions: Vec<u64> =
+                                    guess.iter().chain(&scopes).copied().collect();
+                                link.learn(page, &versions, epoch);
+                            }
+                            scopes
+                        }
                         None => {
                             let keys = keys::versions(ns, page);
                             let raw: Vec<Option<Vec<u8>>> = values.into_iter().map(bulk).collect();
@@ -661,7 +794,7 @@ impl Store for RedisStore {
             }
             // A group version moved or was never seen here, or a version is missing:
             // read and seed them, then the entry at the current versions.
-            let versions = self.read_versions(page).await?;
+            let versions = self.read_versions(page, link).await?;
             let hash = page.hash_at(versions[..n].iter().copied());
             let entry = self.get(&hash).await?;
             Ok(Lookup {
@@ -800,7 +933,7 @@ impl Store for RedisStore {
                 caller: None,
                 scopes: &scopes,
             };
-            Ok(self.read_versions(page).await?[0])
+            Ok(self.read_versions(page, None).await?[0])
         })
     }
 

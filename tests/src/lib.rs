@@ -63,6 +63,30 @@ pub async fn eventually(timeout: Duration, what: &str, mut check: impl AsyncFnMu
     }
 }
 
+/// Fetches `uri` from `app` until one fetch is a hit that made `server` run one `GET`
+/// and nothing else (at most 10 s): the store's tracking connection is up and has
+/// learnt the page's versions (see `RedisStoreBuilder::tracked_versions`). Returns the
+/// body of that hit. `server` must be private: other tests' commands would count.
+pub async fn until_a_hit_is_one_get(server: &RedisServer, app: &axum::Router, uri: &str) -> String {
+    let one_get = std::collections::BTreeMap::from([("get".to_owned(), 1)]);
+    let mut body = String::new();
+    eventually(
+        Duration::from_secs(10),
+        "a hit is one GET at tracked versions",
+        async || {
+            let mut hit = None;
+            let commands = server
+                .commands_during(async || hit = Some(fetch(app, uri).await))
+                .await;
+            let hit = hit.expect("fetched");
+            body = hit.text();
+            hit.is_hit() && commands == one_get
+        },
+    )
+    .await;
+    body
+}
+
 /// Runs behaviour tests on both stores. For each `async fn name(cache: Cache)` named,
 /// expands to a module `name` with two tests, `name::memory` (a new
 /// [`MemoryStore`](cache_page_runtime::MemoryStore)) and `name::redis` (a

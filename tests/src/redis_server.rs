@@ -273,6 +273,24 @@ impl RedisServer {
         crate::patient_cache(self.store(test))
     }
 
+    /// The commands that `f` made the server run (`INFO` itself left out), with how
+    /// many times each ran. Meant for a private server: on a shared one, other tests'
+    /// commands would count too.
+    pub async fn commands_during(&self, f: impl AsyncFnOnce()) -> BTreeMap<String, u64> {
+        let mut cli = self.cli().await;
+        let before = cli.command_calls().await;
+        f().await;
+        let after = cli.command_calls().await;
+        after
+            .into_iter()
+            .filter(|(name, _)| name != "info")
+            .filter_map(|(name, calls)| {
+                let grown = calls - before.get(&name).copied().unwrap_or(0);
+                (grown > 0).then_some((name, grown))
+            })
+            .collect()
+    }
+
     /// A new connection for commands of the test's own.
     pub async fn cli(&self) -> RedisCli {
         let conn = self
