@@ -342,6 +342,7 @@ macro_rules! cached_router {
 }
 
 cached_router!(redis_router, "bench");
+cached_router!(mget_router, "bench-mget");
 cached_router!(seed_router, "bench-seed");
 cached_router!(redis_miss_router, "bench-miss");
 cached_router!(memory_router);
@@ -1123,22 +1124,26 @@ async fn run(opts: Options) -> Result<(), String> {
     // Each cached configuration has a server and a store of its own, so that the miss
     // runs neither evict nor slow the hit runs' pages, and round trips are counted
     // per configuration.
-    let redis_store = |namespace: &str, pipelined: bool| {
+    let redis_store = |namespace: &str, pipelined: bool, tracked: bool| {
         RedisStore::builder(url.as_str())
             .namespace(namespace)
             .pipelined_hits(pipelined)
+            .tracked_versions(tracked)
             .build()
             .map_err(|x| e(&x))
     };
-    let hit_store = redis_store("bench", true)?;
-    let seed_store = redis_store("bench-seed", false)?;
-    let miss_store = redis_store("bench-miss", true)?;
+    let hit_store = redis_store("bench", true, true)?;
+    let mget_store = redis_store("bench-mget", true, false)?;
+    let seed_store = redis_store("bench-seed", false, false)?;
+    let miss_store = redis_store("bench-miss", true, true)?;
     cache_page_runtime::install_named("bench", Cache::new(hit_store.clone()));
+    cache_page_runtime::install_named("bench-mget", Cache::new(mget_store.clone()));
     cache_page_runtime::install_named("bench-seed", Cache::new(seed_store.clone()));
     cache_page_runtime::install_named("bench-miss", Cache::new(miss_store.clone()));
     cache_page_runtime::install(Cache::new(MemoryStore::new())).map_err(|x| e(&x))?;
     cache_page_runtime::install_named("bench-memory-miss", Cache::new(MemoryStore::new()));
     let redis_addr = listen(redis_router()).await.map_err(|x| e(&x))?;
+    let mget_addr = listen(mget_router()).await.map_err(|x| e(&x))?;
     let seed_addr = listen(seed_router()).await.map_err(|x| e(&x))?;
     let redis_miss_addr = listen(redis_miss_router()).await.map_err(|x| e(&x))?;
     let memory_addr = listen(memory_router()).await.map_err(|x| e(&x))?;
@@ -1164,6 +1169,13 @@ async fn run(opts: Options) -> Result<(), String> {
             redis_addr,
             false,
             Some(&hit_store),
+        ),
+        config(
+            "d1",
+            "cache-page hit, RedisStore, tracked_versions(false)",
+            mget_addr,
+            false,
+            Some(&mget_store),
         ),
         config(
             "d2",
@@ -1215,7 +1227,7 @@ async fn run(opts: Options) -> Result<(), String> {
             ));
         }
         let hit = match *id {
-            "d" | "d2" | "e" => last.head.contains("cache-status: cache-page; hit"),
+            "d" | "d1" | "d2" | "e" => last.head.contains("cache-status: cache-page; hit"),
             "f" => last
                 .head
                 .lines()
@@ -1379,6 +1391,11 @@ async fn run(opts: Options) -> Result<(), String> {
             "| d/f Redis hit ÷ Varnish hit | n/a | ≥ 1.30 | skipped (no varnishd) |"
         );
     }
+    out!(
+        r,
+        "| d/d1 one GET ÷ one MGET of versions and entry, both cache-page | {:.2} | | |",
+        rps("d") / rps("d1")
+    );
     out!(
         r,
         "| d/d2 one round trip ÷ version-then-entry, both cache-page | {:.2} | | |",
