@@ -247,8 +247,10 @@ impl RedisStore {
         keys::lock(&self.namespace, hash)
     }
 
-    /// The number of round trips to Redis this store (and its clones) made: each
-    /// command or pipeline sent counts one. A hit costs one.
+    /// The number of round trips to Redis this store (and its clones) made for
+    /// requests and invalidations: each command or pipeline sent counts one. A hit
+    /// costs one. The reads the store makes in the background to learn the versions of
+    /// a page it found (see [`RedisStoreBuilder::tracked_versions`]) are not counted.
     pub fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::Relaxed)
     }
@@ -274,24 +276,6 @@ impl RedisStore {
             .as_ref()
             .filter(|_| self.pipelined_hits)
             .and_then(Tracking::link)
-    }
-
-    /// Sends `cmd`, a read of versions: on the tracking connection when there is one,
-    /// so that Redis tracks the keys it reads (then the epoch to learn them at comes
-    /// back too).
-    async fn read(
-        &self,
-        cmd: &redis::Cmd,
-        link: Option<&Link>,
-    ) -> Result<(redis::Value, Option<u64>), Error> {
-        match link {
-            Some(link) => {
-                self.count_trip();
-                let (value, epoch) = link.read_tracked(cmd).await?;
-                Ok((value, Some(epoch)))
-            }
-            None => Ok((cmd.query_async(&mut self.trip()?).await?, None)),
-        }
     }
 
     /// A hit at the versions the tracking connection knows: one `GET`. `None` when
@@ -338,24 +322,83 @@ impl RedisStore {
         groups.iter().map(|g| self.seen.get(g)).collect()
     }
 
+    /// A lookup that reads the versions: one `MGET` of them and of the entry at the
+    /// group versions seen last, or, when those moved, the versions then the entry.
+    async fn untracked_lookup(&self, page: PageKey<'_>) -> Result<Lookup, Error> {
+        let n = page.groups.len();
+        if let Some(guess) = self.guess(page.groups).filter(|_| self.pipelined_hits) {
+            // One command: every version, and the entry at the guessed ones, in
+            // one MGET (cheaper for Redis than a pipeline of MGET and GET). The
+            // keys are written into the command in place, and the reply is taken
+            // apart by hand: this is the hit path.
+            let hash = page.hash_at(guess.iter().copied());
+            let ns = &*self.namespace;
+            let count = n + page.scopes.len();
+            let mut mget = redis::Cmd::with_capacity(count + 2, 64 * (count + 1));
+            mget.arg("MGET");
+            for g in page.groups {
+                mget.arg(keys::Arg(ns, Version::Group(g)));
+            }
+            for v in page.scopes {
+                mget.arg(keys::Arg(ns, *v));
+            }
+            mget.arg(keys::PageArg(ns, &hash));
+            let reply: redis::Value = mget.query_async(&mut self.trip()?).await?;
+            let redis::Value::Array(mut values) = reply else {
+                return Err(Error::Corrupt("MGET answered something else than an array"));
+            };
+            if values.len() != count + 1 {
+                return Err(Error::Corrupt("MGET answered the wrong number of values"));
+            }
+            let raw_entry = values.pop().and_then(bulk);
+            let groups_as_guessed = values[..n]
+                .iter()
+                .map(version_of)
+                .eq(guess.iter().map(|&v| Some(v)));
+            if groups_as_guessed {
+                // The entry read is the page's. Scope versions never read before
+                // (a new URL) are seeded now; an entry, if any, recorded others
+                // and will not be served.
+                let read: Option<Vec<u64>> = values[n..].iter().map(version_of).collect();
+                let scopes = match read {
+                    Some(scopes) => scopes,
+                    None => {
+                        let keys = keys::versions(ns, page);
+                        let raw: Vec<Option<Vec<u8>>> = values.into_iter().map(bulk).collect();
+                        let versions = self.complete_versions(page, &keys, &raw).await?;
+                        versions[n..].to_vec()
+                    }
+                };
+                let entry = self.decoded.decode(&hash, raw_entry);
+
+                return Ok(Lookup {
+                    hash,
+                    entry,
+                    scopes,
+                });
+            }
+        }
+        // A group version moved or was never seen here, or a version is missing:
+        // read and seed them, then the entry at the current versions.
+        let versions = self.read_versions(page).await?;
+        let hash = page.hash_at(versions[..n].iter().copied());
+        let entry = self.get(&hash).await?;
+        Ok(Lookup {
+            hash,
+            entry,
+            scopes: versions[n..].to_vec(),
+        })
+    }
+
     /// Reads every version of `page` (groups, then scopes), seeding missing or damaged
     /// ones in one more round trip.
-    async fn read_versions(
-        &self,
-        page: PageKey<'_>,
-        link: Option<&Link>,
-    ) -> Result<Vec<u64>, Error> {
+    async fn read_versions(&self, page: PageKey<'_>) -> Result<Vec<u64>, Error> {
         let keys = keys::versions(&self.namespace, page);
-        let (reply, epoch) = self.read(redis::cmd("MGET").arg(&keys), link).await?;
-        let raw: Vec<Option<Vec<u8>>> =
-            redis::from_redis_value(reply).map_err(redis::RedisError::from)?;
-        let all_read = raw
-            .iter()
-            .all(|r| r.as_deref().and_then(parse_version).is_some());
+        let raw: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut self.trip()?)
+            .await?;
         let versions = self.complete_versions(page, &keys, &raw).await?;
-        if let (Some(link), Some(epoch), true) = (link, epoch, all_read) {
-            link.learn(page, &versions, epoch);
-        }
         self.seen.remember(page.groups, &versions);
         Ok(versions)
     }
@@ -445,8 +488,10 @@ impl RedisStoreBuilder {
     /// The store makes this connection itself (one more connection per store), and
     /// makes it again after a failure; until it is up, or when the server refuses
     /// tracking, hits read the versions and the entry in one `MGET` (`false` always
-    /// does). The server keeps the names of the versions each store has read (see
-    /// `tracking-table-max-keys` in redis.conf).
+    /// does). A page's versions are learnt after its first hit, by one more read in
+    /// the background, so pages requested once cost nothing more. The server keeps the
+    /// names of the versions each store has learnt (see `tracking-table-max-keys` in
+    /// redis.conf).
     pub fn tracked_versions(mut self, on: bool) -> Self {
         self.tracked_versions = on;
         self
@@ -716,7 +761,6 @@ impl std::fmt::Debug for Decoded {
 impl Store for RedisStore {
     fn lookup<'a>(&'a self, page: PageKey<'a>) -> BoxFuture<'a, Result<Lookup, Error>> {
         Box::pin(async move {
-            let n = page.groups.len();
             let mut link = self.link();
             if let Some(tracked) = &link {
                 match self.tracked_lookup(tracked, page).await {
@@ -732,76 +776,11 @@ impl Store for RedisStore {
                     }
                 }
             }
-            let link = link.as_deref();
-            if let Some(guess) = self.guess(page.groups).filter(|_| self.pipelined_hits) {
-                // One command: every version, and the entry at the guessed ones, in
-                // one MGET (cheaper for Redis than a pipeline of MGET and GET). The
-                // keys are written into the command in place, and the reply is taken
-                // apart by hand: this is the hit path.
-                let hash = page.hash_at(guess.iter().copied());
-                let ns = &*self.namespace;
-                let count = n + page.scopes.len();
-                let mut mget = redis::Cmd::with_capacity(count + 2, 64 * (count + 1));
-                mget.arg("MGET");
-                for g in page.groups {
-                    mget.arg(keys::Arg(ns, Version::Group(g)));
-                }
-                for v in page.scopes {
-                    mget.arg(keys::Arg(ns, *v));
-                }
-                mget.arg(keys::PageArg(ns, &hash));
-                let (reply, epoch) = self.read(&mget, link).await?;
-                let redis::Value::Array(mut values) = reply else {
-                    return Err(Error::Corrupt("MGET answered something else than an array"));
-                };
-                if values.len() != count + 1 {
-                    return Err(Error::Corrupt("MGET answered the wrong number of values"));
-                }
-                let raw_entry = values.pop().and_then(bulk);
-                let groups_as_guessed = values[..n]
-                    .iter()
-                    .map(version_of)
-                    .eq(guess.iter().map(|&v| Some(v)));
-                if groups_as_guessed {
-                    // The entry read is the page's. Scope versions never read before
-                    // (a new URL) are seeded now; an entry, if any, recorded others
-                    // and will not be served.
-                    let read: Option<Vec<u64>> = values[n..].iter().map(version_of).collect();
-                    let scopes = match read {
-                        Some(scopes) => {
-                            if let (Some(link), Some(epoch)) = (link, epoch) {
-                                let versions: Vec<u64> =
-                                    guess.iter().chain(&scopes).copied().collect();
-                                link.learn(page, &versions, epoch);
-                            }
-                            scopes
-                        }
-                        None => {
-                            let keys = keys::versions(ns, page);
-                            let raw: Vec<Option<Vec<u8>>> = values.into_iter().map(bulk).collect();
-                            let versions = self.complete_versions(page, &keys, &raw).await?;
-                            versions[n..].to_vec()
-                        }
-                    };
-                    let entry = self.decoded.decode(&hash, raw_entry);
-
-                    return Ok(Lookup {
-                        hash,
-                        entry,
-                        scopes,
-                    });
-                }
+            let lookup = self.untracked_lookup(page).await?;
+            if let (Some(link), Some(tracking), Some(_)) = (link, &self.tracking, &lookup.entry) {
+                tracking.learn_in_background(link, page);
             }
-            // A group version moved or was never seen here, or a version is missing:
-            // read and seed them, then the entry at the current versions.
-            let versions = self.read_versions(page, link).await?;
-            let hash = page.hash_at(versions[..n].iter().copied());
-            let entry = self.get(&hash).await?;
-            Ok(Lookup {
-                hash,
-                entry,
-                scopes: versions[n..].to_vec(),
-            })
+            Ok(lookup)
         })
     }
 
@@ -933,7 +912,7 @@ impl Store for RedisStore {
                 caller: None,
                 scopes: &scopes,
             };
-            Ok(self.read_versions(page, None).await?[0])
+            Ok(self.read_versions(page).await?[0])
         })
     }
 

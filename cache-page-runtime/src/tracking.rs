@@ -11,6 +11,10 @@
 //! its `GET`: no later than the request. An invalidation that returned before a request
 //! began, in any process, is seen by that request.
 //!
+//! Versions are learnt after a hit that had to read them (in the background, one more
+//! read on the tracking connection): a page requested once, such as a miss on a URL
+//! never seen again, leaves nothing for Redis to track or to tell.
+//!
 //! The connection is a plain multiplexed one made by this module (redis-rs's
 //! `ConnectionManager` forwards messages through a task of its own, which would lose
 //! that order). When it breaks, what it learnt is dropped with it, hits go back to
@@ -20,7 +24,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex, RwLock, Weak,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -30,7 +34,10 @@ use redis::{
     aio::MultiplexedConnection,
 };
 
-use crate::{Error, PageKey, Version};
+use crate::{
+    Error, PageKey, Version,
+    redis_store::{keys, parse_version},
+};
 
 /// Most versions kept per connection; past it they are all dropped and learnt again.
 pub(crate) const REMEMBERED_VERSIONS: usize = 200_000;
@@ -49,6 +56,8 @@ pub(crate) struct Tracking {
     refused: AtomicBool,
     /// How many connections were made, for tests and diagnostics.
     connections: AtomicU64,
+    /// Version reads in flight to learn pages (at most [`LEARNING_AT_ONCE`]).
+    learning: AtomicUsize,
 }
 
 #[derive(Clone, Copy)]
@@ -190,6 +199,7 @@ impl Tracking {
             attempt: Mutex::new(Attempt::default()),
             refused: AtomicBool::new(false),
             connections: AtomicU64::new(0),
+            learning: AtomicUsize::new(0),
         })
     }
 
@@ -325,21 +335,22 @@ impl Link {
             || self.known.versions_of(page).as_deref() == Some(versions)
     }
 
-    /// Sends `cmd` so that the keys it reads are tracked; returns the answer and the
-    /// epoch to pass to [`learn`](Self::learn).
-    pub(crate) async fn read_tracked(&self, cmd: &redis::Cmd) -> Result<(Value, u64), Error> {
+    /// Reads the versions named in `learning` so that Redis tracks them, and keeps
+    /// them unless an invalidation came while the read was out (it may be of one of
+    /// them, and newer than what was read).
+    async fn learn(&self, learning: &Learning) -> Result<(), Error> {
         let epoch = self.known.epoch.load(Ordering::SeqCst);
         let mut pipe = redis::pipe();
         pipe.cmd("CLIENT").arg("CACHING").arg("YES").ignore();
-        pipe.add_command(cmd.clone());
-        let (value,): (Value,) = pipe.query_async(&mut self.conn.clone()).await?;
-        Ok((value, epoch))
-    }
-
-    /// Keeps `versions` of `page` (groups, then scopes), read by
-    /// [`read_tracked`](Self::read_tracked) at `epoch`, unless an invalidation came
-    /// since (it may be of one of them, and newer than what was read).
-    pub(crate) fn learn(&self, page: PageKey<'_>, versions: &[u64], epoch: u64) {
+        pipe.cmd("MGET").arg(&learning.keys);
+        let (raw,): (Vec<Option<Vec<u8>>>,) = pipe.query_async(&mut self.conn.clone()).await?;
+        let Some(values) = raw
+            .iter()
+            .map(|r| r.as_deref().and_then(parse_version))
+            .collect::<Option<Vec<u64>>>()
+        else {
+            return Ok(());
+        };
         let mut maps = self
             .known
             .versions
@@ -347,22 +358,70 @@ impl Link {
             .unwrap_or_else(|e| e.into_inner());
         if self.known.closed.load(Ordering::SeqCst)
             || self.known.epoch.load(Ordering::SeqCst) != epoch
+            || values.len() != learning.names.len()
         {
-            return;
+            return Ok(());
         }
-        if maps.iter().map(HashMap::len).sum::<usize>() + versions.len() > REMEMBERED_VERSIONS {
+        if maps.iter().map(HashMap::len).sum::<usize>() + values.len() > REMEMBERED_VERSIONS {
             for map in maps.iter_mut() {
                 map.clear();
             }
+        }
+        for ((slot, name), value) in learning.names.iter().zip(values) {
+            maps[*slot].insert(name.clone(), value);
+        }
+        Ok(())
+    }
+}
+
+/// The versions of one page to learn, owned: the work of a background task.
+struct Learning {
+    /// Kind (as a map index) and name of each version.
+    names: Vec<(usize, Box<str>)>,
+    /// Their Redis keys, in the same order.
+    keys: Vec<String>,
+}
+
+/// Most versions reads in flight at once per store: hits that find nothing known
+/// while these run are served by the `MGET`, and learn later.
+const LEARNING_AT_ONCE: usize = 4;
+
+impl Tracking {
+    /// After a hit that had to read its versions: reads them again on the tracking
+    /// connection, in the background, so that the next hits on the page are one `GET`.
+    /// Only hits learn: a page read once (a miss on a URL never seen again) leaves
+    /// nothing for Redis to track.
+    pub(crate) fn learn_in_background(self: &Arc<Self>, link: Arc<Link>, page: PageKey<'_>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self
+            .learning
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < LEARNING_AT_ONCE).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return;
         }
         let names = page
             .groups
             .iter()
             .map(|g| Version::Group(g))
-            .chain(page.scopes.iter().copied());
-        for (version, &value) in names.zip(versions) {
-            maps[slot(version)].insert(version.name().into(), value);
-        }
+            .chain(page.scopes.iter().copied())
+            .map(|v| (slot(v), Box::from(v.name())))
+            .collect();
+        let learning = Learning {
+            names,
+            keys: keys::versions(&self.namespace, page),
+        };
+        let this = Arc::clone(self);
+        runtime.spawn(async move {
+            if let Err(err) = link.learn(&learning).await {
+                tracing::debug!(error = %err, "could not learn versions to track");
+            }
+            this.learning.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 }
 

@@ -213,3 +213,43 @@ async fn a_server_that_refuses_tracking_is_still_a_cache() {
     assert_eq!(store.tracking_connections(), 0);
     assert_eq!(hits.get(), 1);
 }
+
+/// `tracking_total_keys` from `INFO stats`: how many keys the server tracks for its
+/// clients.
+async fn tracked_keys(server: &RedisServer) -> u64 {
+    let info: String = server.cmd(&["INFO", "stats"]).await;
+    info.lines()
+        .find_map(|l| l.trim().strip_prefix("tracking_total_keys:"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no tracking_total_keys in INFO stats: {info}"))
+}
+
+#[tokio::test]
+async fn pages_requested_once_leave_nothing_tracked() {
+    let test = "tracking_only_hits";
+    let Some(server) = RedisServer::start_private(test) else {
+        return;
+    };
+    let store = store(server.url(), &unique_namespace(test));
+    let hits = Hits::new();
+    let app = app(&patient_cache(store.clone()), &hits);
+    fetch(&app, URI).await;
+    until_a_hit_is_one_get(&server, &app, URI).await;
+    let tracked = tracked_keys(&server).await;
+    assert!(tracked > 0, "the hit's versions are tracked");
+    for n in 0..20 {
+        let reply = fetch(&app, &format!("/page?once={n}")).await;
+        assert!(reply.is_stored(), "{}", reply.cache_status());
+    }
+    assert_eq!(
+        tracked_keys(&server).await,
+        tracked,
+        "misses on URLs never requested again made the server track keys"
+    );
+    // A second request for one of them is a hit, and its page is learnt.
+    assert_eq!(
+        until_a_hit_is_one_get(&server, &app, "/page?once=3").await,
+        "run 5"
+    );
+    assert!(tracked_keys(&server).await > tracked);
+}
