@@ -11,6 +11,7 @@ use crate::{Cache, Error, MemoryStore};
 /// | `CACHE_PAGE_REDIS_URL`, `REDIS_URL` | the Redis to use (the first one set); unset: in process | unset |
 /// | `CACHE_PAGE_NAMESPACE`           | the namespace of every Redis key                   | `cache-page` |
 /// | `CACHE_PAGE_COMMAND_TIMEOUT_MS`  | longest wait for one Redis command                 | `250` |
+/// | `CACHE_PAGE_REDIS_TRACKING`      | `off`: hits read the versions too (one `MGET`), as behind a proxy that drops Redis's invalidation messages | `on` |
 /// | `CACHE_PAGE_TIMEOUT_MS`          | longest wait for any store operation of a request  | `500` |
 /// | `CACHE_PAGE_MAX_BODY_BYTES`      | largest body stored                                | `8388608` |
 /// | `CACHE_PAGE_STATUS_HEADER`       | the cache's name in `Cache-Status`, or `off`       | `cache-page` |
@@ -36,6 +37,7 @@ pub const VARIABLES: &[&str] = &[
     "REDIS_URL",
     "CACHE_PAGE_NAMESPACE",
     "CACHE_PAGE_COMMAND_TIMEOUT_MS",
+    "CACHE_PAGE_REDIS_TRACKING",
     "CACHE_PAGE_TIMEOUT_MS",
     "CACHE_PAGE_MAX_BODY_BYTES",
     "CACHE_PAGE_STATUS_HEADER",
@@ -89,6 +91,19 @@ impl Cache {
                 }
                 if let Some(timeout) = millis("CACHE_PAGE_COMMAND_TIMEOUT_MS")? {
                     store = store.command_timeout(timeout);
+                }
+                if let Some(value) = var("CACHE_PAGE_REDIS_TRACKING") {
+                    let on = match value.trim() {
+                        "on" | "true" | "1" => true,
+                        "off" | "false" | "0" => false,
+                        _ => {
+                            return Err(Error::InvalidConfig {
+                                variable: "CACHE_PAGE_REDIS_TRACKING".to_owned(),
+                                value,
+                            });
+                        }
+                    };
+                    store = store.tracked_versions(on);
                 }
                 Cache::builder(store.build()?)
             }
@@ -161,6 +176,26 @@ mod tests {
         ])
         .unwrap();
         assert!(format!("{:?}", cache.store()).contains("\"shop\""));
+        assert!(format!("{:?}", cache.store()).contains("tracked_versions: true"));
+    }
+
+    #[tokio::test]
+    async fn tracking_can_be_turned_off() {
+        let untracked = cache(&[
+            ("REDIS_URL", "redis://127.0.0.1:1/"),
+            ("CACHE_PAGE_REDIS_TRACKING", "off"),
+        ])
+        .unwrap();
+        assert!(format!("{:?}", untracked.store()).contains("tracked_versions: false"));
+        let err = cache(&[
+            ("REDIS_URL", "redis://127.0.0.1:1/"),
+            ("CACHE_PAGE_REDIS_TRACKING", "maybe"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid value \"maybe\" for CACHE_PAGE_REDIS_TRACKING"
+        );
     }
 
     #[test]

@@ -170,6 +170,7 @@ impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
             .field("namespace", &self.namespace)
+            .field("tracked_versions", &self.tracking.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -492,6 +493,10 @@ impl RedisStoreBuilder {
     /// the background, so pages requested once cost nothing more. The server keeps the
     /// names of the versions each store has learnt (see `tracking-table-max-keys` in
     /// redis.conf).
+    ///
+    /// Turn it off behind a proxy that accepts `CLIENT TRACKING` but does not pass
+    /// Redis's invalidation messages on: hits would not hear of invalidations.
+    /// (`CACHE_PAGE_REDIS_TRACKING=off` does it for [`Cache::from_env`](crate::Cache::from_env).)
     pub fn tracked_versions(mut self, on: bool) -> Self {
         self.tracked_versions = on;
         self
