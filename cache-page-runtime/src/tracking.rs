@@ -100,14 +100,18 @@ fn slot(version: Version<'_>) -> usize {
     }
 }
 
+/// The map of a kind as it is written in keys (`group`, `path`…; see
+/// [`Version::kind`]).
 fn slot_of_kind(kind: &[u8]) -> Option<usize> {
-    match kind {
-        b"group" => Some(0),
-        b"path" => Some(1),
-        b"url" => Some(2),
-        b"prefix" => Some(3),
-        _ => None,
-    }
+    [
+        Version::Group(""),
+        Version::Path(""),
+        Version::Url(""),
+        Version::Prefix(""),
+    ]
+    .into_iter()
+    .find(|v| v.kind().as_bytes() == kind)
+    .map(slot)
 }
 
 impl Known {
