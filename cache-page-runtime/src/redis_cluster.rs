@@ -2,10 +2,16 @@
 //! on a Redis Cluster, over one redis-rs `cluster_async::ClusterConnection`.
 //!
 //! No command touches two keys, so no command can cross hash slots: where
-//! `RedisStore` sends `MGET <versions>` with `GET <entry>` in one pipeline, this store
-//! sends one `GET` per key, all at once, on the multiplexed cluster connection. They
-//! travel in parallel to the nodes owning their slots, so a hit still costs one round
-//! trip of latency (the slowest of the nodes involved), not one per key.
+//! `RedisStore` reads the versions and the entry in one `MGET` (when it does not know
+//! the versions already), this store sends one `GET` per key, all at once, on the
+//! multiplexed cluster connection. They travel in parallel to the nodes owning their
+//! slots, so a hit still costs one round trip of latency (the slowest of the nodes
+//! involved), not one per key.
+//!
+//! It does not keep versions in process as `RedisStore` does with client-side
+//! tracking: a page's entry and its versions live on different nodes, each on a
+//! connection of its own, so no invalidation message would be ordered before the
+//! entry's answer.
 //!
 //! Hash tags (`{…}` in key names) would put a page's versions and its entry in one
 //! slot and allow `MGET`, but a page's keys are shared with other pages (a group's

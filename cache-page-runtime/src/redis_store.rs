@@ -331,7 +331,7 @@ impl RedisStore {
             // One command: every version, and the entry at the guessed ones, in
             // one MGET (cheaper for Redis than a pipeline of MGET and GET). The
             // keys are written into the command in place, and the reply is taken
-            // apart by hand: this is the hit path.
+            // apart by hand: this is the hit path until the versions are tracked.
             let hash = page.hash_at(guess.iter().copied());
             let ns = &*self.namespace;
             let count = n + page.scopes.len();
