@@ -273,10 +273,7 @@ impl RedisStore {
 
     /// The tracking connection, if it is up and hits may use it.
     fn link(&self) -> Option<Arc<Link>> {
-        self.tracking
-            .as_ref()
-            .filter(|_| self.pipelined_hits)
-            .and_then(Tracking::link)
+        self.tracking.as_ref().and_then(Tracking::link)
     }
 
     /// A hit at the versions the tracking connection knows: one `GET`. `None` when
@@ -299,11 +296,13 @@ impl RedisStore {
         if !link.still(page, &versions, epoch) {
             return Ok(None);
         }
-        let scopes = versions.split_off(n);
+        // What is left once the group versions are gone are the scopes' (no second
+        // vector on the hit path).
+        versions.drain(..n);
         Ok(Some(Lookup {
             entry: self.decoded.decode(&hash, raw),
             hash,
-            scopes,
+            scopes: versions,
         }))
     }
 
@@ -507,15 +506,15 @@ impl RedisStoreBuilder {
     pub fn build(self) -> Result<RedisStore, Error> {
         let client = Client::open(self.url.as_str())?;
         let namespace: Arc<str> = self.namespace.into();
-        let tracking = match self.tracked_versions {
-            true => Some(Arc::new(Tracking::new(
-                &self.url,
+        // Without pipelined hits every hit reads the versions: nothing to track.
+        let tracking = (self.tracked_versions && self.pipelined_hits).then(|| {
+            Arc::new(Tracking::new(
+                client.get_connection_info(),
                 Arc::clone(&namespace),
                 self.connect_timeout,
                 self.command_timeout,
-            )?)),
-            false => None,
-        };
+            ))
+        });
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(Some(self.command_timeout))

@@ -30,7 +30,7 @@ use std::{
 };
 
 use redis::{
-    AsyncConnectionConfig, Client, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value,
+    AsyncConnectionConfig, Client, ConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value,
     aio::MultiplexedConnection,
 };
 
@@ -179,20 +179,21 @@ impl Known {
 }
 
 impl Tracking {
-    /// Tracking for the store at `url`, made lazily: nothing connects until a hit asks.
+    /// Tracking for the store whose server `info` names, made lazily: nothing
+    /// connects until a hit asks.
     pub(crate) fn new(
-        url: &str,
+        info: &ConnectionInfo,
         namespace: Arc<str>,
         connect_timeout: Duration,
         command_timeout: Duration,
-    ) -> Result<Self, Error> {
-        let info = url.into_connection_info()?;
+    ) -> Self {
         let settings = info
             .redis_settings()
             .clone()
             .set_protocol(ProtocolVersion::RESP3);
-        let client = Client::open(info.set_redis_settings(settings))?;
-        Ok(Tracking {
+        let client = Client::open(info.clone().set_redis_settings(settings))
+            .expect("a connection info that opened a client opens another");
+        Tracking {
             client,
             timeouts: Timeouts {
                 connect: connect_timeout,
@@ -204,7 +205,7 @@ impl Tracking {
             refused: AtomicBool::new(false),
             connections: AtomicU64::new(0),
             learning: AtomicUsize::new(0),
-        })
+        }
     }
 
     /// How many tracking connections were made so far.

@@ -3,8 +3,6 @@
 //! page of a prefix (one key of a custom key function: `invalidation_keys.rs`). On
 //! Redis, no `SCAN` or `KEYS` ever runs, and the cost does not grow with the pages.
 
-use std::collections::BTreeMap;
-
 use axum::{
     Extension, Router,
     extract::State,
@@ -134,21 +132,6 @@ both_stores!(
     every_page_of_a_prefix,
 );
 
-async fn commands_during(server: &RedisServer, f: impl AsyncFnOnce()) -> BTreeMap<String, u64> {
-    let mut cli = server.cli().await;
-    let before = cli.command_calls().await;
-    f().await;
-    let after = cli.command_calls().await;
-    after
-        .into_iter()
-        .filter(|(name, _)| name != "info")
-        .filter_map(|(name, calls)| {
-            let grown = calls - before.get(&name).copied().unwrap_or(0);
-            (grown > 0).then_some((name, grown))
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn redis_never_scans_and_invalidation_cost_does_not_grow_with_pages() {
     let name = "redis_never_scans_and_invalidation_cost_does_not_grow_with_pages";
@@ -163,52 +146,56 @@ async fn redis_never_scans_and_invalidation_cost_does_not_grow_with_pages() {
         .await
         .expect("invalidated");
     let many: Vec<String> = (0..20).map(|i| format!("/p?i={i}")).collect();
-    let mut commands = commands_during(&server, async || {
-        for uri in &many {
-            warm(&app, &[(uri.as_str(), &[]), (uri.as_str(), EN)]).await;
-        }
-        warm(
-            &app,
-            &[("/q", &[]), ("/prefixed/1", &[]), ("/prefixed/2", &[])],
-        )
+    let mut commands = server
+        .commands_during(async || {
+            for uri in &many {
+                warm(&app, &[(uri.as_str(), &[]), (uri.as_str(), EN)]).await;
+            }
+            warm(
+                &app,
+                &[("/q", &[]), ("/prefixed/1", &[]), ("/prefixed/2", &[])],
+            )
+            .await;
+        })
         .await;
-    })
-    .await;
-    let many_pages = commands_during(&server, async || {
-        cache.invalidate_path("/p").await.expect("invalidated");
-    })
-    .await;
-    let one_page = commands_during(&server, async || {
-        cache.invalidate_path("/q").await.expect("invalidated");
-    })
-    .await;
+    let many_pages = server
+        .commands_during(async || {
+            cache.invalidate_path("/p").await.expect("invalidated");
+        })
+        .await;
+    let one_page = server
+        .commands_during(async || {
+            cache.invalidate_path("/q").await.expect("invalidated");
+        })
+        .await;
     assert_eq!(
         many_pages, one_page,
         "invalidating 40 pages cost more than 1"
     );
-    let invalidations = commands_during(&server, async || {
-        cache.invalidate_url("/p?i=1").await.expect("invalidated");
-        cache.invalidate_prefix("p").await.expect("invalidated");
-        cache.invalidate_group("g").await.expect("invalidated");
-        cache.invalidate_tag("t").await.expect("invalidated");
-        cache
-            .invalidate_key("p", &[], "/prefixed/1")
-            .await
-            .expect("invalidated");
-        let (parts, ()) = Request::get("/prefixed/2")
-            .body(())
-            .expect("a request")
-            .into_parts();
-        let config = PageConfig::new(60u64).key(keys::path_key).prefix("p");
-        cache
-            .invalidate_request(&config, &parts)
-            .await
-            .expect("invalidated");
-        for uri in &many {
-            fetch(&app, uri).await;
-        }
-    })
-    .await;
+    let invalidations = server
+        .commands_during(async || {
+            cache.invalidate_url("/p?i=1").await.expect("invalidated");
+            cache.invalidate_prefix("p").await.expect("invalidated");
+            cache.invalidate_group("g").await.expect("invalidated");
+            cache.invalidate_tag("t").await.expect("invalidated");
+            cache
+                .invalidate_key("p", &[], "/prefixed/1")
+                .await
+                .expect("invalidated");
+            let (parts, ()) = Request::get("/prefixed/2")
+                .body(())
+                .expect("a request")
+                .into_parts();
+            let config = PageConfig::new(60u64).key(keys::path_key).prefix("p");
+            cache
+                .invalidate_request(&config, &parts)
+                .await
+                .expect("invalidated");
+            for uri in &many {
+                fetch(&app, uri).await;
+            }
+        })
+        .await;
     commands.extend(many_pages);
     commands.extend(invalidations);
     for scan in ["scan", "keys", "sscan", "hscan", "zscan"] {
