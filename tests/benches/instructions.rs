@@ -1,0 +1,741 @@
+//! The instruction benchmark of cache-page: how many CPU instructions one request costs
+//! through a real axum `Router`, counted with valgrind's callgrind, for the bare
+//! handler, a handler doing one Redis `GET`, and cache hits on each store.
+//!
+//! ```sh
+//! cargo bench -p cache-page-tests --bench instructions
+//! cargo bench -p cache-page-tests --bench instructions -- --only mem,redis --requests 5000
+//! ```
+//!
+//! It needs `valgrind` on `PATH` (Debian/Ubuntu: `apt-get install valgrind`) and says
+//! it skips otherwise; the Redis modes also need `redis-server`. The counts are
+//! instructions, not seconds, so they repeat from run to run, even on a busy machine;
+//! they are the figures to compare changes to the hit path by.
+//!
+//! It starts a private `redis-server` on a free port of 127.0.0.1, then, for each mode,
+//! runs this binary again (`--child MODE N PORT`) under `valgrind --tool=callgrind`
+//! with N = 200 and N = 2,000 measured requests after the same warm-up. Each request is
+//! `GET /page` with a `Host` header, sent with `tower::ServiceExt::oneshot` (no
+//! sockets) on a current-thread Tokio runtime; its `Cache-Status` and whole body are
+//! read, and in the cached modes it must be a hit. The difference of the two totals
+//! divided by the difference of their requests is the cost of one request, without the
+//! start-up, the set-up and the warm-up. The Redis server is emptied before every run,
+//! and stopped at the end, on an error or on Ctrl-C; the children exit by themselves.
+//!
+//! The warm-up is the same in every mode: ten requests, each followed by a 20 ms pause
+//! in which the work they leave to the background runs alone (storing the page, the
+//! store's connections), then, in the Redis modes, batches of ten until a batch makes
+//! Redis run ten of its one command and nothing else (at most 30 s), then 50 requests.
+//! A Redis hit at tracked versions (the default) is one `GET` only once the store's
+//! tracking connection is up and has learnt the page's versions, which happens in the
+//! background after its first hits. The parent counts the commands, with `INFO
+//! commandstats` before and after each batch and the measured requests, which the
+//! child waits for on its stdin; the table shows those of the measured requests.
+//!
+//! The counts include malloc's, which depend on how the heap is laid out, and that on
+//! what the process did before: a child that read `INFO` itself (a reply whose length
+//! changes from run to run), or whose background work ran between requests rather
+//! than in the pauses, moved the cost of a request by up to 3% from one run to the
+//! next. What is left follows the clock (housekeeping on a timer, such as moka's in
+//! the `MemoryStore`, most likely): a `mem` run in a few can come out about 1% off,
+//! more often on a loaded machine, so each mode and N runs three times (`--runs`) and
+//! the median totals count. The totals of every run are printed on stderr.
+//!
+//! Options (after `--`): `--only mem,redis` to measure only some modes, `--requests N`
+//! for the larger number of measured requests (2,000), `--runs K` runs of each (3).
+
+use std::{
+    collections::BTreeMap,
+    env,
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    process::{ExitCode, Stdio},
+    sync::LazyLock,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::State,
+    http::{Request, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use bytes::Bytes;
+use cache_page_runtime::{Cache, MemoryStore, RedisStore, cache_page};
+use cache_page_tests::{RedisCli, RedisServer};
+use http_body_util::BodyExt;
+use redis::{AsyncCommands, aio::ConnectionManager};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tower::ServiceExt;
+
+// ---------------------------------------------------------------------------------
+// The modes
+// ---------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy)]
+struct Mode {
+    name: &'static str,
+    description: &'static str,
+    /// Whether its responses must be cache hits.
+    cached: bool,
+    /// The one command a request makes Redis run, once warmed up; `None` for the
+    /// modes without Redis.
+    command: Option<&'static str>,
+}
+
+const MODES: [Mode; 5] = [
+    Mode {
+        name: "bare",
+        description: "bare axum handler",
+        cached: false,
+        command: None,
+    },
+    Mode {
+        name: "get",
+        description: "handler doing one Redis GET",
+        cached: false,
+        command: Some("get"),
+    },
+    Mode {
+        name: "mem",
+        description: "cache-page hit, MemoryStore",
+        cached: true,
+        command: None,
+    },
+    Mode {
+        name: "redis",
+        description: "cache-page hit, RedisStore (one GET at tracked versions)",
+        cached: true,
+        command: Some("get"),
+    },
+    Mode {
+        name: "mget",
+        description: "cache-page hit, RedisStore, tracked_versions(false) (one MGET)",
+        cached: true,
+        command: Some("mget"),
+    },
+];
+
+fn mode(name: &str) -> Option<Mode> {
+    MODES.iter().copied().find(|m| m.name == name)
+}
+
+/// The smaller number of measured requests; the larger is `--requests`.
+const SMALL_N: u64 = 200;
+/// Requests of the warm-up each followed by a [`PAUSE`], in every mode.
+const PAUSED: usize = 10;
+/// A pause of the warm-up, for the store's background tasks.
+const PAUSE: Duration = Duration::from_millis(20);
+/// Requests of the warm-up once steady, just before the measured ones, in every mode.
+const WARMUP: usize = 50;
+/// How long the warm-up may wait for a steady state (the tracked versions).
+const STEADY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a child may run in all.
+const CHILD_TIMEOUT: Duration = Duration::from_secs(600);
+/// The requests of one check of the steady state.
+const STEADY_BATCH: u64 = 10;
+
+// ---------------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct Options {
+    /// The larger number of measured requests.
+    requests: u64,
+    /// Runs of each mode and number of requests; their median total counts.
+    runs: usize,
+    /// The modes to measure, in table order.
+    modes: Vec<Mode>,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Options, String> {
+        let mut o = Options {
+            requests: 2_000,
+            runs: 3,
+            modes: MODES.to_vec(),
+        };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            match arg.as_str() {
+                "--requests" => {
+                    o.requests = it
+                        .next()
+                        .and_then(|v| v.replace('_', "").parse().ok())
+                        .filter(|&n| n > SMALL_N)
+                        .ok_or(format!("--requests needs a number above {SMALL_N}"))?;
+                }
+                "--runs" => {
+                    o.runs = it
+                        .next()
+                        .and_then(|v| v.parse().ok())
+                        .filter(|&n| n > 0)
+                        .ok_or("--runs needs a number above 0")?;
+                }
+                "--only" => {
+                    let names = it.next().ok_or("--only needs a list of modes")?;
+                    let wanted = names
+                        .split(',')
+                        .map(|name| {
+                            mode(name.trim()).map(|m| m.name).ok_or(format!(
+                                "unknown mode {name:?}; the modes are {}",
+                                MODES.map(|m| m.name).join(", ")
+                            ))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    o.modes = MODES
+                        .into_iter()
+                        .filter(|m| wanted.contains(&m.name))
+                        .collect();
+                }
+                // `cargo bench` passes `--bench`; a filter may follow it.
+                _ => {}
+            }
+        }
+        Ok(o)
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        return child_main(&args[i + 1..]);
+    }
+    let opts = match Options::parse(&args) {
+        Ok(opts) => opts,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(valgrind) = on_path("valgrind") else {
+        println!(
+            "instructions: skipped (valgrind not found on PATH; \
+             Debian/Ubuntu: apt-get install valgrind)"
+        );
+        return ExitCode::SUCCESS;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    let code = rt.block_on(async {
+        // On Ctrl-C the run is dropped, and with it the child under valgrind (killed
+        // on drop) and the Redis server.
+        tokio::select! {
+            result = run(&opts, &valgrind) => match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("benchmark failed: {err}");
+                    ExitCode::FAILURE
+                }
+            },
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("interrupted");
+                ExitCode::from(130)
+            }
+        }
+    });
+    drop(rt);
+    code
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    env::split_paths(&env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+// ---------------------------------------------------------------------------------
+// The parent: runs the children under callgrind and prints the table.
+// ---------------------------------------------------------------------------------
+
+/// What one mode measured.
+struct Measured {
+    mode: Mode,
+    per_request: f64,
+    /// The commands Redis ran during the measured requests of a larger run.
+    commands: BTreeMap<String, u64>,
+}
+
+/// What one child run reported.
+struct ChildRun {
+    /// Instructions, from callgrind's `Collected :` line.
+    instructions: u64,
+    /// The commands Redis ran during the measured requests.
+    commands: BTreeMap<String, u64>,
+}
+
+/// The private Redis server of the Redis modes, and a connection to it.
+struct Redis {
+    server: RedisServer,
+    cli: RedisCli,
+}
+
+impl Redis {
+    /// The calls of every command in `INFO commandstats`.
+    async fn calls(&mut self) -> BTreeMap<String, u64> {
+        self.cli.command_calls().await
+    }
+}
+
+async fn run(opts: &Options, valgrind: &Path) -> Result<(), String> {
+    let exe = env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+    let mut modes = opts.modes.clone();
+    let mut redis = None;
+    if modes.iter().any(|m| m.command.is_some()) {
+        if on_path("redis-server").is_none() {
+            return Err(
+                "redis-server not found on PATH; install it (Debian/Ubuntu: \
+                 apt-get install redis-server), or leave the Redis modes out with \
+                 --only bare,mem"
+                    .to_owned(),
+            );
+        }
+        // Its commands are counted: with CACHE_PAGE_REDIS_URL set (a shared server),
+        // this says why the Redis modes are skipped and gives none.
+        match RedisServer::start_private("the Redis modes of the instructions benchmark") {
+            Some(server) => {
+                eprintln!("redis-server on {}", server.url());
+                let cli = server.cli().await;
+                redis = Some(Redis { server, cli });
+            }
+            None => modes.retain(|m| m.command.is_none()),
+        }
+    }
+
+    let mut results = Vec::new();
+    for mode in modes {
+        // Small and large runs alternate, so that a change in the machine's load
+        // falls on both.
+        let mut small = Vec::new();
+        let mut large = Vec::new();
+        let mut commands = BTreeMap::new();
+        for _ in 0..opts.runs {
+            for n in [SMALL_N, opts.requests] {
+                let started = Instant::now();
+                let run = run_child(valgrind, &exe, mode, n, redis.as_mut()).await?;
+                eprintln!(
+                    "{}: {n} requests, {} instructions ({:.1} s)",
+                    mode.name,
+                    run.instructions,
+                    started.elapsed().as_secs_f64()
+                );
+                if n == SMALL_N {
+                    small.push(run.instructions);
+                } else {
+                    large.push(run.instructions);
+                    commands = run.commands;
+                }
+            }
+        }
+        let per_request = median(&mut large).saturating_sub(median(&mut small)) as f64
+            / (opts.requests - SMALL_N) as f64;
+        results.push(Measured {
+            mode,
+            per_request,
+            commands,
+        });
+    }
+    drop(redis);
+
+    println!("{}", table(&results, opts.requests));
+    Ok(())
+}
+
+/// The median of `values` (the upper one of an even count).
+fn median(values: &mut [u64]) -> u64 {
+    values.sort_unstable();
+    values[values.len() / 2]
+}
+
+/// Runs this binary as `--child` under callgrind on an emptied Redis, answers it (see
+/// [`Parent`]), and reads what it reported.
+async fn run_child(
+    valgrind: &Path,
+    exe: &Path,
+    mode: Mode,
+    n: u64,
+    mut redis: Option<&mut Redis>,
+) -> Result<ChildRun, String> {
+    let port = match redis.as_mut() {
+        Some(redis) => {
+            redis.cli.cmd::<()>(&["FLUSHALL"]).await;
+            redis.server.port()
+        }
+        None => 0,
+    };
+    let mut child = tokio::process::Command::new(valgrind)
+        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .arg(exe)
+        .args(["--child", mode.name])
+        .arg(n.to_string())
+        .arg(port.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", valgrind.display()))?;
+    let mut stderr = child.stderr.take().expect("piped");
+    let stderr = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    let mut to_child = child.stdin.take().expect("piped");
+    let mut from_child = BufReader::new(child.stdout.take().expect("piped")).lines();
+
+    // The conversation: the child says `batch` or `measure` before a batch of the
+    // warm-up or the measured requests and waits for `go`, says `done` after, and
+    // after a batch waits for `steady` or `again`.
+    let steady = mode
+        .command
+        .map(|command| BTreeMap::from([(command.to_owned(), STEADY_BATCH)]));
+    let deadline = Instant::now() + STEADY_TIMEOUT;
+    let mut before = BTreeMap::new();
+    let mut commands = BTreeMap::new();
+    let mut measuring = false;
+    let talk = async {
+        while let Some(line) = from_child.next_line().await.map_err(|e| e.to_string())? {
+            let calls = match redis.as_mut() {
+                Some(redis) => redis.calls().await,
+                None => BTreeMap::new(),
+            };
+            let answer = match line.as_str() {
+                Parent::BATCH | Parent::MEASURE => {
+                    measuring = line == Parent::MEASURE;
+                    before = calls;
+                    Parent::GO
+                }
+                Parent::DONE if measuring => {
+                    commands = grown(&before, &calls);
+                    continue;
+                }
+                Parent::DONE => {
+                    let made = grown(&before, &calls);
+                    if Some(&made) == steady.as_ref() {
+                        Parent::STEADY
+                    } else if Instant::now() < deadline {
+                        Parent::AGAIN
+                    } else {
+                        return Err(format!(
+                            "after {STEADY_TIMEOUT:?}, {STEADY_BATCH} requests still made \
+                             Redis run {made:?}, not {steady:?}"
+                        ));
+                    }
+                }
+                other => return Err(format!("unexpected line from the child: {other:?}")),
+            };
+            to_child
+                .write_all(format!("{answer}\n").as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    };
+    let talked = tokio::time::timeout(CHILD_TIMEOUT, talk)
+        .await
+        .unwrap_or_else(|_| Err(format!("no end after {CHILD_TIMEOUT:?}")));
+    if talked.is_err() {
+        let _ = child.start_kill();
+    }
+    let status = child.wait().await.map_err(|e| e.to_string())?;
+    let stderr = stderr.await.unwrap_or_default();
+    let name = mode.name;
+    let failed = |why: String| format!("{name} with {n} requests failed ({why}):\n{stderr}");
+    talked.map_err(failed)?;
+    if !status.success() {
+        return Err(failed(status.to_string()));
+    }
+    let instructions = stderr
+        .lines()
+        .find_map(|line| line.split_once("Collected :")?.1.trim().parse().ok())
+        .ok_or_else(|| format!("no `Collected :` line from callgrind:\n{stderr}"))?;
+    Ok(ChildRun {
+        instructions,
+        commands,
+    })
+}
+
+fn table(results: &[Measured], n: u64) -> String {
+    let bare = results
+        .iter()
+        .find(|r| r.mode.name == "bare")
+        .map(|r| r.per_request);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Instructions per request (callgrind; ({n} − {SMALL_N} requests) ÷ {})\n",
+        n - SMALL_N
+    );
+    out.push_str(
+        "| mode | request | instructions per request | × bare | Redis commands per request |\n",
+    );
+    out.push_str("|---|---|---:|---:|---|\n");
+    for r in results {
+        let ratio = bare.map_or(String::new(), |b| format!("{:.2}", r.per_request / b));
+        let commands = if r.mode.command.is_some() {
+            r.commands
+                .iter()
+                .map(|(name, calls)| {
+                    format!("{:.2} {}", *calls as f64 / n as f64, name.to_uppercase())
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {ratio} | {commands} |",
+            r.mode.name,
+            r.mode.description,
+            thousands(r.per_request.round() as u64),
+        );
+    }
+    out
+}
+
+/// `35100` as `35,100`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------
+// The child: sets up one mode, warms it up, makes N requests.
+// ---------------------------------------------------------------------------------
+
+const BODY_LEN: usize = 1024;
+
+fn body_of(len: usize) -> Bytes {
+    let unit = b"<li class=\"product\">Widget</li>\n";
+    Bytes::from(unit.iter().copied().cycle().take(len).collect::<Vec<u8>>())
+}
+
+static BODY: LazyLock<Bytes> = LazyLock::new(|| body_of(BODY_LEN));
+
+fn page(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
+
+/// `bare`: the bare handler.
+async fn bare() -> Response {
+    page(BODY.clone())
+}
+
+/// `get`: one Redis GET of the body.
+async fn one_get(State(mut conn): State<ConnectionManager>) -> Response {
+    match conn.get::<_, Vec<u8>>("bench:body").await {
+        Ok(body) => page(Bytes::from(body)),
+        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+    }
+}
+
+/// `mem`, `redis`, `mget`: the bare handler, cached on the default cache.
+#[cache_page(timeout = 3600, group = "bench")]
+async fn cached() -> Response {
+    page(BODY.clone())
+}
+
+fn child_main(args: &[String]) -> ExitCode {
+    let parsed = match args {
+        [name, n, port, ..] => mode(name).zip(n.parse().ok()).zip(port.parse().ok()),
+        _ => None,
+    };
+    let Some(((mode, n), port)) = parsed else {
+        eprintln!("usage: instructions --child MODE N PORT");
+        return ExitCode::from(2);
+    };
+    match child(mode, n, port) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{}: {err}", mode.name);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn child(mode: Mode, n: u64, port: u16) -> Result<(), String> {
+    // One thread: the store's background tasks run on it while a request waits for
+    // Redis or the warm-up sleeps, as everything else does, and are counted.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("no Tokio runtime: {e}"))?;
+    rt.block_on(async {
+        let url = format!("redis://127.0.0.1:{port}/");
+        let app = router(mode, &url).await?;
+        let mut parent = Parent::new();
+        // The first requests each pause after, so that the work they leave to the
+        // background (storing the page, making the tracking connection, learning the
+        // page's versions) runs alone: interleaved with requests, it would leave the
+        // heap laid out differently from run to run, and with it what malloc costs a
+        // request (a Redis hit moved by over 1%). The first request is a miss that
+        // stores the page.
+        for _ in 0..PAUSED {
+            request(&app, mode, false).await?;
+            tokio::time::sleep(PAUSE).await;
+        }
+        // Batches until one makes Redis run its one command per request and nothing
+        // else, as the parent tells from `INFO commandstats`: for `redis`, until the
+        // tracking connection is up and has learnt the page's versions.
+        if mode.command.is_some() {
+            loop {
+                parent.ready(Parent::BATCH)?;
+                for _ in 0..STEADY_BATCH {
+                    request(&app, mode, true).await?;
+                }
+                match parent.ask(Parent::DONE)? {
+                    Parent::STEADY => break,
+                    // Lets the store's background tasks run.
+                    Parent::AGAIN => tokio::time::sleep(PAUSE).await,
+                    other => return Err(format!("the parent said {other:?}")),
+                }
+            }
+        }
+        for _ in 0..WARMUP {
+            request(&app, mode, true).await?;
+        }
+
+        parent.ready(Parent::MEASURE)?;
+        for _ in 0..n {
+            request(&app, mode, true).await?;
+        }
+        parent.tell(Parent::DONE);
+        Ok(())
+    })
+}
+
+/// The child's side of the conversation with the parent, on stdin and stdout, around
+/// batches of requests: the parent reads `INFO commandstats` before and after each.
+/// The child reads nothing from Redis itself: a reply of `INFO`, whose length changes
+/// from run to run, would lay the heap out differently each time.
+struct Parent {
+    line: String,
+}
+
+impl Parent {
+    const BATCH: &str = "batch";
+    const MEASURE: &str = "measure";
+    const DONE: &str = "done";
+    const GO: &str = "go";
+    const STEADY: &str = "steady";
+    const AGAIN: &str = "again";
+
+    fn new() -> Parent {
+        Parent {
+            line: String::with_capacity(64),
+        }
+    }
+
+    fn tell(&self, what: &str) {
+        println!("{what}");
+    }
+
+    /// Says `what` and waits for the answer.
+    fn ask(&mut self, what: &str) -> Result<&str, String> {
+        self.tell(what);
+        self.line.clear();
+        match std::io::stdin().read_line(&mut self.line) {
+            Ok(0) => Err("the parent hung up".to_owned()),
+            Ok(_) => Ok(self.line.trim_end()),
+            Err(e) => Err(format!("cannot read from the parent: {e}")),
+        }
+    }
+
+    /// Says `what` and waits for `go`.
+    fn ready(&mut self, what: &str) -> Result<(), String> {
+        match self.ask(what)? {
+            Parent::GO => Ok(()),
+            other => Err(format!("the parent said {other:?}, not {:?}", Parent::GO)),
+        }
+    }
+}
+
+/// The router of `mode`, its cache installed and its Redis data written.
+async fn router(mode: Mode, url: &str) -> Result<Router, String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let store = |tracked: bool| {
+        RedisStore::builder(url)
+            .namespace("bench")
+            .tracked_versions(tracked)
+            .build()
+            .map_err(|x| e(&x))
+    };
+    let cache = match mode.name {
+        "bare" => return Ok(Router::new().route("/page", get(bare))),
+        "get" => {
+            let client = redis::Client::open(url).map_err(|x| e(&x))?;
+            let mut conn = client.get_connection_manager().await.map_err(|x| e(&x))?;
+            let () = conn
+                .set("bench:body", BODY.as_ref())
+                .await
+                .map_err(|x| e(&x))?;
+            return Ok(Router::new().route("/page", get(one_get)).with_state(conn));
+        }
+        "mem" => Cache::new(MemoryStore::new()),
+        "redis" => Cache::new(store(true)?),
+        "mget" => Cache::new(store(false)?),
+        other => return Err(format!("unknown mode {other:?}")),
+    };
+    cache_page_runtime::install(cache).map_err(|x| e(&x))?;
+    Ok(Router::new().route("/page", get(cached)))
+}
+
+/// `GET /page` through `app`, its `Cache-Status` and body read whole; an error if it
+/// fails, or, with `must_hit` in a cached mode, is not a hit.
+async fn request(app: &Router, mode: Mode, must_hit: bool) -> Result<(), String> {
+    let req = Request::builder()
+        .uri("/page")
+        .header(header::HOST, "bench.example")
+        .body(Body::empty())
+        .map_err(|e| e.to_string())?;
+    let response = app.clone().oneshot(req).await.map_err(|e| e.to_string())?;
+    let (parts, body) = response.into_parts();
+    let cache_status = parts
+        .headers
+        .get("cache-status")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let hit = cache_status.split(';').any(|p| p.trim() == "hit");
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    if parts.status != StatusCode::OK || body.len() != BODY_LEN {
+        return Err(format!(
+            "expected 200 with the page, got {} with {} bytes",
+            parts.status,
+            body.len()
+        ));
+    }
+    // A miss after the warm-up is the cache failing open (a lookup error or timeout).
+    if must_hit && mode.cached && !hit {
+        return Err(format!(
+            "expected a hit, got Cache-Status: {cache_status:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// The commands whose calls grew from `before` to `after` (`INFO` left out), by how
+/// much.
+fn grown(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .filter(|(name, _)| name.as_str() != "info")
+        .filter_map(|(name, &calls)| {
+            let grown = calls.saturating_sub(before.get(name).copied().unwrap_or(0));
+            (grown > 0).then(|| (name.clone(), grown))
+        })
+        .collect()
+}
