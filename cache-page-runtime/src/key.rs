@@ -55,13 +55,16 @@ pub fn default_key(parts: &Parts) -> String {
     out
 }
 
-/// [`default_key`] from a request's [`canonical_url`], already built.
-pub(crate) fn default_key_from(parts: &Parts, canonical_url: &str) -> String {
+/// [`default_key`], and the length of its host: the rest of the key is the request's
+/// [`canonical_url`]. One string serves as both.
+pub(crate) fn default_key_and_url(parts: &Parts) -> (String, usize) {
     let host = host(parts);
-    let mut out = String::with_capacity(host.len() + canonical_url.len());
+    let (path, query) = (parts.uri.path(), parts.uri.query());
+    let mut out = String::with_capacity(host.len() + path.len() + query.map_or(0, |q| q.len() + 1));
     out.push_str(host);
-    out.push_str(canonical_url);
-    out
+    out.push_str(path);
+    push_query(&mut out, query, |_| true);
+    (out, host.len())
 }
 
 /// The path alone: every query string shares one page.
@@ -228,13 +231,212 @@ pub(crate) fn page_hash<'a, G>(prefix: &str, groups: G, key: &str, caller: Optio
 where
     G: IntoIterator<Item = (&'a str, u64), IntoIter: ExactSizeIterator>,
 {
-    let mut hasher = Md5::new();
-    write_preimage(&mut hasher, prefix, groups, key);
+    let mut pre = Preimage::new();
+    write_preimage(&mut pre, prefix, groups, key);
     if let Some(caller) = caller {
-        put_field(&mut hasher, b"caller");
-        put_field(&mut hasher, caller.as_bytes());
+        put_field(&mut pre, b"caller");
+        put_field(&mut pre, caller.as_bytes());
     }
-    hex(&hasher.finalize())
+    match pre.bytes() {
+        Some(bytes) => memo::hash(bytes),
+        None => hex(&pre.hasher.finalize()),
+    }
+}
+
+/// A preimage as it is written: kept on the stack while it fits (most do), so that it
+/// is hashed in one call and can be looked up in the [`memo`]; hashed piece by piece
+/// once it does not.
+struct Preimage {
+    buf: [u8; Preimage::CAPACITY],
+    len: usize,
+    hasher: Md5,
+    spilled: bool,
+}
+
+impl Preimage {
+    const CAPACITY: usize = 256;
+
+    fn new() -> Self {
+        Preimage {
+            buf: [0; Self::CAPACITY],
+            len: 0,
+            hasher: Md5::new(),
+            spilled: false,
+        }
+    }
+
+    /// The whole preimage, unless it outgrew the buffer.
+    fn bytes(&self) -> Option<&[u8]> {
+        (!self.spilled).then(|| &self.buf[..self.len])
+    }
+}
+
+impl Sink for Preimage {
+    fn put(&mut self, bytes: &[u8]) {
+        if self.spilled {
+            self.hasher.update(bytes);
+        } else if let Some(room) = self.buf.get_mut(self.len..self.len + bytes.len()) {
+            copy(room, bytes);
+            self.len += bytes.len();
+        } else {
+            self.hasher.update(&self.buf[..self.len]);
+            self.hasher.update(bytes);
+            self.spilled = true;
+        }
+    }
+
+    fn put_byte(&mut self, byte: u8) {
+        match self.buf.get_mut(self.len) {
+            Some(slot) if !self.spilled => {
+                *slot = byte;
+                self.len += 1;
+            }
+            _ => self.put(&[byte]),
+        }
+    }
+}
+
+/// `dst.copy_from_slice(src)`, with the short pieces a preimage is mostly made of
+/// (lengths, versions, short names) copied in place rather than by a call to `memcpy`.
+fn copy(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    match n {
+        0 => {}
+        1..=3 => {
+            dst[0] = src[0];
+            dst[n / 2] = src[n / 2];
+            dst[n - 1] = src[n - 1];
+        }
+        4..=7 => {
+            dst[..4].copy_from_slice(&src[..4]);
+            dst[n - 4..].copy_from_slice(&src[n - 4..]);
+        }
+        8..=16 => {
+            dst[..8].copy_from_slice(&src[..8]);
+            dst[n - 8..].copy_from_slice(&src[n - 8..]);
+        }
+        _ => dst.copy_from_slice(src),
+    }
+}
+
+/// The hashes of the preimages each thread hashed last. A page's hash is computed on
+/// every request for it; most requests are for pages asked for a moment before, so
+/// each thread keeps a small direct-mapped table of preimage → hash. A slot is used
+/// only when its preimage is byte for byte the one asked for, so the table can make a
+/// hash faster, never different.
+mod memo {
+    use std::cell::RefCell;
+
+    use md5::{Digest, Md5};
+
+    const SLOTS: usize = 128;
+
+    struct Slot {
+        preimage: Vec<u8>,
+        hex: String,
+    }
+
+    thread_local! {
+        static TABLE: RefCell<[Option<Slot>; SLOTS]> = const { RefCell::new([const { None }; SLOTS]) };
+    }
+
+    /// Which slot a preimage may be memoised in: a multiplicative hash of its 8-byte
+    /// words (only the slot depends on it; equality is checked in full).
+    fn slot_of(bytes: &[u8]) -> usize {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mix = |h: u64, word: u64| (h ^ word).wrapping_mul(K).rotate_left(31);
+        let mut words = bytes.chunks_exact(8);
+        let mut h = bytes.len() as u64;
+        for word in &mut words {
+            h = mix(h, u64::from_le_bytes(word.try_into().expect("8 bytes")));
+        }
+        let mut last = [0u8; 8];
+        for (to, from) in last.iter_mut().zip(words.remainder()) {
+            *to = *from;
+        }
+        h = mix(h, u64::from_le_bytes(last));
+        (h.wrapping_mul(K) >> 57) as usize % SLOTS
+    }
+
+    /// The md5 of `preimage` in lowercase hex.
+    pub(super) fn hash(preimage: &[u8]) -> String {
+        let slot = slot_of(preimage);
+        TABLE
+            .try_with(|table| {
+                let mut table = table.try_borrow_mut().ok()?;
+                let slot = &mut table[slot];
+                if let Some(kept) = slot.as_ref().filter(|s| s.preimage == preimage) {
+                    return Some(kept.hex.clone());
+                }
+                let hex = digest_hex(preimage);
+                match slot {
+                    Some(kept) => {
+                        kept.preimage.clear();
+                        kept.preimage.extend_from_slice(preimage);
+                        kept.hex.clone_from(&hex);
+                    }
+                    None => {
+                        *slot = Some(Slot {
+                            preimage: preimage.to_vec(),
+                            hex: hex.clone(),
+                        });
+                    }
+                }
+                Some(hex)
+            })
+            .ok()
+            .flatten()
+            // While the thread is torn down, or re-entered: hashed without the table.
+            .unwrap_or_else(|| digest_hex(preimage))
+    }
+
+    fn digest_hex(preimage: &[u8]) -> String {
+        super::hex(&Md5::digest(preimage))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn memoised_hashes_are_the_md5_of_their_own_preimage() {
+            // Many more preimages than slots, asked for twice, in two orders: every
+            // answer, memoised or not, is the md5 of the preimage asked for.
+            let preimages: Vec<Vec<u8>> = (0..4 * SLOTS)
+                .map(|i| format!("0:,1:0,{}:/page/{i},", 6 + i.to_string().len()).into_bytes())
+                .collect();
+            for round in 0..2 {
+                for (i, pre) in preimages.iter().enumerate() {
+                    let pre = if round == 0 {
+                        pre
+                    } else {
+                        &preimages[preimages.len() - 1 - i]
+                    };
+                    let want = super::super::hex(&Md5::digest(pre));
+                    assert_eq!(hash(pre), want);
+                    assert_eq!(hash(pre), want, "asked twice");
+                }
+            }
+        }
+
+        #[test]
+        fn preimages_sharing_a_slot_never_share_a_hash() {
+            let a = b"1:a,1:0,1:x,".to_vec();
+            let mut b = None;
+            for i in 0..100_000u32 {
+                let candidate = format!("1:b,1:0,{}:{i},", i.to_string().len()).into_bytes();
+                if slot_of(&candidate) == slot_of(&a) {
+                    b = Some(candidate);
+                    break;
+                }
+            }
+            let b = b.expect("a preimage in the same slot");
+            let (ha, hb) = (hash(&a), hash(&b));
+            assert_ne!(ha, hb);
+            assert_eq!(hash(&a), ha);
+            assert_eq!(hash(&b), hb);
+        }
+    }
 }
 
 /// The hash of one variant of a page that varies on request headers: derived from the
@@ -286,6 +488,11 @@ pub fn key_preimage(prefix: &str, groups: &[(&str, u64)], key: &str) -> String {
 /// Where a preimage is written: a hasher, or a buffer for [`key_preimage`].
 trait Sink {
     fn put(&mut self, bytes: &[u8]);
+
+    /// One byte, such as a separator.
+    fn put_byte(&mut self, byte: u8) {
+        self.put(&[byte]);
+    }
 }
 
 impl Sink for Md5 {
@@ -308,9 +515,9 @@ fn put_number(out: &mut impl Sink, n: u64) {
 /// One netstring: `<length>:<bytes>,`.
 fn put_field(out: &mut impl Sink, bytes: &[u8]) {
     put_number(out, bytes.len() as u64);
-    out.put(b":");
+    out.put_byte(b':');
     out.put(bytes);
-    out.put(b",");
+    out.put_byte(b',');
 }
 
 fn put_number_field(out: &mut impl Sink, n: u64) {
@@ -355,17 +562,20 @@ mod tests {
     }
 
     #[test]
-    fn default_key_from_the_canonical_url_is_default_key() {
+    fn default_key_and_url_are_default_key_and_canonical_url() {
         for uri in [
             "/a?b=2&a=1",
             "http://shop.test/a?x=%31&x=0",
+            "http://shop.test/a?b=1&a=2",
             "/",
             "/a?",
             "/p?a=1&a=1",
         ] {
             let parts = parts(uri);
             let url = canonical_url(parts.uri.path(), parts.uri.query());
-            assert_eq!(default_key_from(&parts, &url), default_key(&parts), "{uri}");
+            let (key, host_len) = default_key_and_url(&parts);
+            assert_eq!(key, default_key(&parts), "{uri}");
+            assert_eq!(&key[host_len..], url, "{uri}");
         }
     }
 
@@ -455,8 +665,9 @@ mod tests {
 
     #[test]
     fn hash_is_md5_of_the_preimage_whatever_the_key_length() {
-        // Keys around md5 block boundaries and far past them.
-        for len in [0, 1, 60, 100, 110, 127, 128, 129, 200, 255, 256, 1000, 5000] {
+        // Every short length (the pieces copied in place), keys around md5 block
+        // boundaries and the preimage buffer's end, and far past them.
+        for len in (0..=300).chain([1000, 5000]) {
             let key: String = (0..len)
                 .map(|i| char::from(b'a' + (i % 26) as u8))
                 .collect();
