@@ -4,6 +4,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, OnceLock, RwLock},
+    task::Poll,
     time::Duration,
 };
 
@@ -338,9 +339,30 @@ impl Cache {
         fut: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
         let timeout = self.inner.settings.timeout;
-        tokio::time::timeout(timeout, fut)
-            .await
-            .unwrap_or(Err(Error::Timeout(timeout)))
+        let mut fut = std::pin::pin!(fut);
+        // An in-process store answers on the first poll: no timer is set for it (a
+        // timer reads the clock and is registered, then cancelled, with the runtime).
+        let mut first = true;
+        if let Poll::Ready(out) =
+            std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await
+        {
+            return out;
+        }
+        // The future was polled just now and holds this task's waker; the timer starts
+        // from here, and the future is polled again only once it is woken.
+        let mut timer = std::pin::pin!(tokio::time::sleep(timeout));
+        std::future::poll_fn(|cx| {
+            if !std::mem::take(&mut first)
+                && let Poll::Ready(out) = fut.as_mut().poll(cx)
+            {
+                return Poll::Ready(out);
+            }
+            match timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(Error::Timeout(timeout))),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
     }
 }
 
