@@ -77,22 +77,29 @@ where
 
     let prefix = config.prefix.resolve(&parts);
     let groups = config.resolve_groups(&parts);
-    let url = canonical_url(parts.uri.path(), parts.uri.query());
-    let key = if config.default_key {
-        crate::key::default_key_from(&parts, &url)
+    // The default key is the host and the canonical URL: one string holds both.
+    let key: String;
+    let own_url: String;
+    let url: &str = if config.default_key {
+        let host_len;
+        (key, host_len) = crate::key::default_key_and_url(&parts);
+        &key[host_len..]
     } else {
-        (config.key)(&parts)
+        key = (config.key)(&parts);
+        own_url = canonical_url(parts.uri.path(), parts.uri.query());
+        &own_url
     };
-    let mut scopes = vec![Version::Path(parts.uri.path()), Version::Url(&url)];
-    if !prefix.is_empty() {
-        scopes.push(Version::Prefix(&prefix));
-    }
+    let scopes = [
+        Version::Path(parts.uri.path()),
+        Version::Url(url),
+        Version::Prefix(&prefix),
+    ];
     let page = PageKey {
         prefix: &prefix,
         groups: &groups,
         key: &key,
         caller: caller.as_deref(),
-        scopes: &scopes,
+        scopes: &scopes[..if prefix.is_empty() { 2 } else { 3 }],
     };
 
     let seq = cache.flights().seq();
@@ -118,7 +125,7 @@ where
         }
     };
     let now = SystemTime::now();
-    let (found, target) = match find(&cache, &lookup, &parts, &url, now).await {
+    let (found, target) = match find(&cache, &lookup, &parts, url, now).await {
         Found::Nothing => (
             None,
             Target {
@@ -149,15 +156,7 @@ where
     // of its groups is served stale within the handler's grace, and rebuilt below.
     let (found, superseded) = match found {
         None if !refresh && config.grace > 0 && !page.groups.is_empty() => {
-            let old = superseded(
-                &cache,
-                page,
-                &lookup.scopes,
-                &parts,
-                &url,
-                now,
-                config.grace,
-            );
+            let old = superseded(&cache, page, &lookup.scopes, &parts, url, now, config.grace);
             match old.await {
                 Some(entry) => (Some(entry), true),
                 None => (None, false),
@@ -181,7 +180,7 @@ where
                     cache: Cache::clone(&cache),
                     config,
                     parts: parts.clone(),
-                    url: url.clone(),
+                    url: url.to_owned(),
                     seq,
                     scopes: lookup.scopes,
                     why: Forward::Stale,
@@ -209,8 +208,8 @@ where
     let miss = Miss {
         cache: Cache::clone(&cache),
         config,
+        url: url.to_owned(),
         parts,
-        url,
         seq,
         scopes: lookup.scopes,
         why,
