@@ -1,9 +1,10 @@
 //! Responses built by the cache: hits, `304 Not Modified`, and `Cache-Status` on
 //! responses that went around it.
 
-use std::time::SystemTime;
+use std::{sync::LazyLock, time::SystemTime};
 
 use axum::{body::Body, response::Response};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header, request::Parts};
 
 use crate::{
@@ -19,6 +20,35 @@ pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-statu
 fn number(n: u64) -> HeaderValue {
     HeaderValue::from_bytes(itoa::Buffer::new().format(n).as_bytes())
         .expect("decimal digits are a valid header value")
+}
+
+/// Ages below this are served from [`age_value`]'s table.
+const TABLED_AGES: u64 = 10_000;
+
+/// The `Age` of a hit. Every hit has one, so the ages of most (below 10,000 seconds)
+/// are slices of one string of digits, written once (39 KB), and serving them
+/// allocates nothing.
+fn age_value(n: u64) -> HeaderValue {
+    static DIGITS: LazyLock<&'static [u8]> = LazyLock::new(|| {
+        let mut all = String::new();
+        for n in 0..TABLED_AGES {
+            all.push_str(itoa::Buffer::new().format(n));
+        }
+        all.leak().as_bytes()
+    });
+    if n >= TABLED_AGES {
+        return number(n);
+    }
+    // Where `n` starts: after every shorter number, and the ones of its length below it.
+    let (start, len) = match n {
+        0..10 => (n, 1),
+        10..100 => (10 + (n - 10) * 2, 2),
+        100..1000 => (190 + (n - 100) * 3, 3),
+        _ => (2890 + (n - 1000) * 4, 4),
+    };
+    let start = start as usize;
+    HeaderValue::from_maybe_shared(Bytes::from_static(&DIGITS[start..start + len]))
+        .unwrap_or_else(|_| number(n))
 }
 
 /// How a stored entry came to be served, for `Cache-Status`.
@@ -44,31 +74,42 @@ pub(crate) fn hit(
     served: Served,
     now: SystemTime,
 ) -> Response {
+    let age = entry.age_at(now);
     telemetry::request(match served {
-        Served::Hit if entry.is_stale_at(now) => Outcome::Stale,
+        Served::Hit if age >= entry.ttl => Outcome::Stale,
         Served::Superseded => Outcome::Stale,
         Served::Hit => Outcome::Hit,
         Served::Collapsed => Outcome::Collapsed,
     });
-    let age = entry.age_at(now).as_secs();
+    let age = age.as_secs();
     // Preconditions apply only to what would be a 2xx (RFC 9110 §13.2.1).
     let not_modified = entry.status.is_success()
         && is_not_modified(&parts.headers, || entry.headers.iter().map(|(n, v)| (n, v)));
-    let mut headers = HeaderMap::with_capacity(entry.headers.len() + 3);
+    let head = parts.method == Method::HEAD;
+    let mut response = if not_modified {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+    } else {
+        let mut response = Response::new(if head {
+            Body::empty()
+        } else {
+            Body::from(entry.body.clone())
+        });
+        *response.status_mut() = entry.status;
+        response
+    };
+    let headers = response.headers_mut();
+    headers.reserve(entry.headers.len() + 3);
     for (name, value) in &entry.headers {
         if !not_modified || policy::kept_in_304(name) {
             headers.append(name.clone(), value.clone());
         }
     }
-    headers.insert(header::AGE, number(age));
-    let (status, body) = if not_modified {
-        (StatusCode::NOT_MODIFIED, Body::empty())
-    } else if parts.method == Method::HEAD {
+    headers.insert(header::AGE, age_value(age));
+    if head && !not_modified {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
-        (entry.status, Body::empty())
-    } else {
-        (entry.status, Body::from(entry.body.clone()))
-    };
+    }
     if let Some(name) = cache.cache_status() {
         // Negative once stale (RFC 9211 §2.4); a superseded page is stale already.
         let ttl = match served {
@@ -88,13 +129,10 @@ pub(crate) fn hit(
         value.extend_from_slice(name.as_bytes());
         value.extend_from_slice(served.as_bytes());
         value.extend_from_slice(ttl.as_bytes());
-        if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
+        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
             headers.insert(CACHE_STATUS, value);
         }
     }
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
     response
 }
 
@@ -144,4 +182,16 @@ pub(crate) fn forward(cache: Option<&Cache>, mut response: Response, why: Forwar
         );
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tabled_ages_are_the_numbers_themselves() {
+        for n in (0..TABLED_AGES + 10).chain([u64::MAX]) {
+            assert_eq!(age_value(n).to_str().unwrap(), n.to_string(), "age {n}");
+        }
+    }
 }
