@@ -35,7 +35,9 @@ use crate::{
 /// ```
 #[derive(Clone)]
 pub struct MemoryStore {
-    entries: Moka<String, Arc<Entry>>,
+    /// Keyed by page hash: md5 hex, which no request can steer into collisions, so a
+    /// fast hasher is safe there.
+    entries: Moka<String, Arc<Entry>, foldhash::fast::RandomState>,
     versions: Arc<Versions>,
     tags: Arc<Mutex<TagIndex>>,
 }
@@ -300,7 +302,7 @@ impl MemoryStoreBuilder {
                     lock(&index).forget(&hash);
                 }
             })
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         // Invalidated paths and URLs kept: as many as pages, at least 1,024.
         let capacity = usize::try_from(self.max_entries)
             .unwrap_or(usize::MAX)
