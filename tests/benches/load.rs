@@ -1364,58 +1364,88 @@ async fn run(opts: Options) -> Result<(), String> {
         );
     }
     out!(r, "");
-    out!(r, "| ratio | measured | target | |");
-    out!(r, "|---|---:|---|---|");
+    // Each ratio is of the two medians; beside it, the range of the same ratio taken
+    // round by round (the configurations run one after the other in each round), which
+    // shows how far the machine's noise moves it.
+    let rounds = |x: &str, y: &str| -> String {
+        let (Some(x), Some(y)) = (by_id(x, &loaded), by_id(y, &loaded)) else {
+            return String::new();
+        };
+        let each: Vec<f64> = x
+            .rounds
+            .iter()
+            .zip(&y.rounds)
+            .map(|(x, y)| x / y)
+            .filter(|r| r.is_finite())
+            .collect();
+        let lo = each.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = each.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if each.is_empty() {
+            String::new()
+        } else {
+            format!("{lo:.2}–{hi:.2}")
+        }
+    };
+    out!(r, "| ratio | measured | round by round | target | |");
+    out!(r, "|---|---:|---|---|---|");
     let ea = rps("e") / rps("a");
     let db = rps("d") / rps("b");
     let df = rps("d") / rps("f");
     out!(
         r,
-        "| e/a in-process hit ÷ bare handler | {ea:.2} | ≥ 0.90 | {} |",
+        "| e/a in-process hit ÷ bare handler | {ea:.2} | {} | ≥ 0.90 | {} |",
+        rounds("e", "a"),
         verdict(ea >= 0.9)
     );
     out!(
         r,
-        "| d/b Redis hit ÷ one Redis GET | {db:.2} | ≥ 0.95 | {} |",
+        "| d/b Redis hit ÷ one Redis GET | {db:.2} | {} | ≥ 0.95 | {} |",
+        rounds("d", "b"),
         verdict(db >= 0.95)
     );
     if df.is_finite() {
         out!(
             r,
-            "| d/f Redis hit ÷ Varnish hit | {df:.2} | ≥ 1.30 | {} |",
+            "| d/f Redis hit ÷ Varnish hit | {df:.2} | {} | ≥ 1.30 | {} |",
+            rounds("d", "f"),
             verdict(df >= 1.3)
         );
     } else {
         out!(
             r,
-            "| d/f Redis hit ÷ Varnish hit | n/a | ≥ 1.30 | skipped (no varnishd) |"
+            "| d/f Redis hit ÷ Varnish hit | n/a | | ≥ 1.30 | skipped (no varnishd) |"
         );
     }
     out!(
         r,
-        "| d/d1 one GET ÷ one MGET of versions and entry, both cache-page | {:.2} | | |",
-        rps("d") / rps("d1")
+        "| d/d1 one GET ÷ one MGET of versions and entry, both cache-page | {:.2} | {} | | |",
+        rps("d") / rps("d1"),
+        rounds("d", "d1")
     );
     out!(
         r,
-        "| d/d2 one round trip ÷ version-then-entry, both cache-page | {:.2} | | |",
-        rps("d") / rps("d2")
+        "| d/d2 one round trip ÷ version-then-entry, both cache-page | {:.2} | {} | | |",
+        rps("d") / rps("d2"),
+        rounds("d", "d2")
     );
     out!(
         r,
-        "| b/a one Redis GET ÷ bare | {:.2} | (issue: 0.69) | baseline |",
-        rps("b") / rps("a")
+        "| b/a one Redis GET ÷ bare | {:.2} | {} | (issue: 0.69) | baseline |",
+        rps("b") / rps("a"),
+        rounds("b", "a")
     );
     out!(
         r,
-        "| c/a two GETs ÷ bare | {:.2} | (issue: 0.52) | baseline |",
-        rps("c") / rps("a")
+        "| c/a two GETs ÷ bare | {:.2} | {} | (issue: 0.52) | baseline |",
+        rps("c") / rps("a"),
+        rounds("c", "a")
     );
     if let Some(f) = by_id("f", &loaded) {
         out!(
             r,
-            "| f/a Varnish ÷ bare | {:.2} | (issue: 0.49) | baseline |",
-            f.rps / rps("a")
+            "| f/a Varnish ÷ bare | {:.2} | {} | (issue: 0.49) | baseline |",
+            f.rps / rps("a"),
+            rounds("f", "a")
         );
     }
     let fail_open: u64 = ["d", "e"]
