@@ -289,10 +289,10 @@ impl RedisStore {
         let n = page.groups.len();
         let hash = page.hash_at(versions[..n].iter().copied());
         self.count_trip();
-        let raw: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(keys::PageArg(&self.namespace, &hash))
-            .query_async(&mut link.connection())
-            .await?;
+        // Sized for the command at once: `redis::cmd` would grow its buffers twice.
+        let mut get = redis::Cmd::with_capacity(2, 16 + self.namespace.len() + hash.len());
+        get.arg("GET").arg(keys::PageArg(&self.namespace, &hash));
+        let raw: Option<Vec<u8>> = get.query_async(&mut link.connection()).await?;
         if !link.still(page, &versions, epoch) {
             return Ok(None);
         }
