@@ -42,7 +42,9 @@
 //! the median totals count. The totals of every run are printed on stderr.
 //!
 //! Options (after `--`): `--only mem,redis` to measure only some modes, `--requests N`
-//! for the larger number of measured requests (2,000), `--runs K` runs of each (3).
+//! for the larger number of measured requests (2,000), `--runs K` runs of each (3),
+//! `--profiles DIR` to keep callgrind's output of every run in `DIR`
+//! (`callgrind.<mode>.<requests>.<run>`, for `callgrind_annotate`).
 
 use std::{
     collections::BTreeMap,
@@ -147,6 +149,8 @@ struct Options {
     requests: u64,
     /// Runs of each mode and number of requests; their median total counts.
     runs: usize,
+    /// Where to keep callgrind's output files, if anywhere.
+    profiles: Option<PathBuf>,
     /// The modes to measure, in table order.
     modes: Vec<Mode>,
 }
@@ -156,6 +160,7 @@ impl Options {
         let mut o = Options {
             requests: 2_000,
             runs: 3,
+            profiles: None,
             modes: MODES.to_vec(),
         };
         let mut it = args.iter();
@@ -174,6 +179,12 @@ impl Options {
                         .and_then(|v| v.parse().ok())
                         .filter(|&n| n > 0)
                         .ok_or("--runs needs a number above 0")?;
+                }
+                "--profiles" => {
+                    let dir = it.next().ok_or("--profiles needs a directory")?;
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| format!("cannot create {dir}: {e}"))?;
+                    o.profiles = Some(PathBuf::from(dir));
                 }
                 "--only" => {
                     let names = it.next().ok_or("--only needs a list of modes")?;
@@ -314,10 +325,14 @@ async fn run(opts: &Options, valgrind: &Path) -> Result<(), String> {
         let mut small = Vec::new();
         let mut large = Vec::new();
         let mut commands = BTreeMap::new();
-        for _ in 0..opts.runs {
+        for i in 0..opts.runs {
             for n in [SMALL_N, opts.requests] {
                 let started = Instant::now();
-                let run = run_child(valgrind, &exe, mode, n, redis.as_mut()).await?;
+                let out = match &opts.profiles {
+                    Some(dir) => dir.join(format!("callgrind.{}.{n}.{}", mode.name, i + 1)),
+                    None => PathBuf::from("/dev/null"),
+                };
+                let run = run_child(valgrind, &exe, mode, n, &out, redis.as_mut()).await?;
                 eprintln!(
                     "{}: {n} requests, {} instructions ({:.1} s)",
                     mode.name,
@@ -359,6 +374,7 @@ async fn run_child(
     exe: &Path,
     mode: Mode,
     n: u64,
+    out: &Path,
     mut redis: Option<&mut Redis>,
 ) -> Result<ChildRun, String> {
     let port = match redis.as_mut() {
@@ -369,7 +385,8 @@ async fn run_child(
         None => 0,
     };
     let mut child = tokio::process::Command::new(valgrind)
-        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(exe)
         .args(["--child", mode.name])
         .arg(n.to_string())
