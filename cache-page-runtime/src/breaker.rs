@@ -75,6 +75,12 @@ impl Breaker {
 
     pub(crate) fn record(&self, admit: Admit, ok: bool) {
         if ok {
+            // Read first: a success (nearly every call) then writes nothing, and the
+            // counter's cache line is not taken from the other cores on every request.
+            if self.failures.load(Ordering::Relaxed) == 0 {
+                self.abandon(admit);
+                return;
+            }
             let before = self.failures.swap(0, Ordering::AcqRel);
             if before >= self.threshold {
                 tracing::info!("cache store is back; circuit breaker closed");
