@@ -46,6 +46,9 @@ pub struct Cache {
 #[derive(Debug)]
 struct Inner {
     store: Arc<dyn Store>,
+    /// The store again when it is a [`MemoryStore`]: its lookups are answered at once
+    /// and cannot fail, so they skip the breaker, the timer and the boxed future.
+    in_process: Option<MemoryStore>,
     settings: Settings,
     flights: Arc<Flights>,
     breaker: Breaker,
@@ -80,6 +83,7 @@ struct Settings {
 #[derive(Debug)]
 pub struct CacheBuilder {
     store: Arc<dyn Store>,
+    in_process: Option<MemoryStore>,
     settings: Settings,
 }
 
@@ -99,8 +103,12 @@ impl Cache {
     /// `cache-page`, concurrent misses of a page run its handler once per process
     /// (followers wait up to 10 s), and there is no lock across instances.
     pub fn builder(store: impl Store) -> CacheBuilder {
+        let in_process = (&store as &dyn std::any::Any)
+            .downcast_ref::<MemoryStore>()
+            .cloned();
         CacheBuilder {
             store: Arc::new(store),
+            in_process,
             settings: Settings {
                 timeout: Duration::from_millis(500),
                 max_body_bytes: 8 * 1024 * 1024,
@@ -117,6 +125,11 @@ impl Cache {
     /// The store behind this cache.
     pub fn store(&self) -> &dyn Store {
         &*self.inner.store
+    }
+
+    /// The store, when it is the in-process one.
+    pub(crate) fn in_process(&self) -> Option<&MemoryStore> {
+        self.inner.in_process.as_ref()
     }
 
     /// How long a request waits for the store before serving uncached.
@@ -427,6 +440,7 @@ impl CacheBuilder {
         Cache {
             inner: Arc::new(Inner {
                 store: self.store,
+                in_process: self.in_process,
                 breaker: Breaker::new(
                     self.settings.breaker_threshold,
                     self.settings.breaker_cooldown,

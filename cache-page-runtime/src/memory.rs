@@ -340,8 +340,9 @@ impl moka::Expiry<String, Arc<Entry>> for EntryTtl {
     }
 }
 
-impl Store for MemoryStore {
-    fn lookup<'a>(&'a self, page: PageKey<'a>) -> BoxFuture<'a, Result<Lookup, Error>> {
+impl MemoryStore {
+    /// [`Store::lookup`], answered at once.
+    pub(crate) fn lookup_now(&self, page: PageKey<'_>) -> Lookup {
         let hash = page.hash_at(
             page.groups
                 .iter()
@@ -353,11 +354,17 @@ impl Store for MemoryStore {
             .map(|v| self.versions.current(*v))
             .collect();
         let entry = self.entries.get(&hash);
-        Box::pin(std::future::ready(Ok(Lookup {
+        Lookup {
             hash,
             entry,
             scopes,
-        })))
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn lookup<'a>(&'a self, page: PageKey<'a>) -> BoxFuture<'a, Result<Lookup, Error>> {
+        Box::pin(std::future::ready(Ok(self.lookup_now(page))))
     }
 
     fn get<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<Arc<Entry>>, Error>> {

@@ -104,7 +104,11 @@ where
 
     let seq = cache.flights().seq();
     let started = std::time::Instant::now();
-    let lookup = cache.guarded(cache.store().lookup(page)).await;
+    let lookup = match cache.in_process() {
+        // Answered at once, and it cannot fail: no breaker, no timer, no boxed future.
+        Some(store) => Ok(store.lookup_now(page)),
+        None => cache.guarded(cache.store().lookup(page)).await,
+    };
     telemetry::lookup_took(started.elapsed());
     let lookup = match lookup {
         Ok(lookup) => lookup,
