@@ -272,6 +272,7 @@ impl Preimage {
 }
 
 impl Sink for Preimage {
+    #[inline]
     fn put(&mut self, bytes: &[u8]) {
         if self.spilled {
             self.hasher.update(bytes);
@@ -285,6 +286,7 @@ impl Sink for Preimage {
         }
     }
 
+    #[inline]
     fn put_byte(&mut self, byte: u8) {
         match self.buf.get_mut(self.len) {
             Some(slot) if !self.spilled => {
@@ -509,7 +511,15 @@ impl Sink for Vec<u8> {
 
 /// Writes `n` in decimal, without allocating.
 fn put_number(out: &mut impl Sink, n: u64) {
-    out.put(itoa::Buffer::new().format(n).as_bytes());
+    // Most are lengths and counts of one or two digits.
+    match n {
+        0..10 => out.put_byte(b'0' + n as u8),
+        10..100 => {
+            out.put_byte(b'0' + (n / 10) as u8);
+            out.put_byte(b'0' + (n % 10) as u8);
+        }
+        _ => out.put(itoa::Buffer::new().format(n).as_bytes()),
+    }
 }
 
 /// One netstring: `<length>:<bytes>,`.
@@ -650,6 +660,21 @@ mod tests {
             rest = &tail[len + 1..];
         }
         assert_eq!(fields, ["p:1", "2", "views", "42", "x,y", "7", "/a,b:c"]);
+    }
+
+    #[test]
+    fn lengths_and_versions_are_written_in_decimal() {
+        for n in (0..=300).chain([999, 1000, 12_345]) {
+            let key = "k".repeat(n);
+            let version = n as u64 * 7;
+            assert_eq!(
+                key_preimage("", &[("g", version)], &key),
+                format!(
+                    "0:,1:1,1:g,{}:{version},{n}:{key},",
+                    version.to_string().len()
+                ),
+            );
+        }
     }
 
     #[test]
