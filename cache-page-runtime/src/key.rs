@@ -48,11 +48,7 @@ impl<F> KeyFn for F where F: Fn(&Parts) -> String + Send + Sync + 'static {}
 /// assert_eq!(default_key(&a), "shop.test/items?a=1&b=2");
 /// ```
 pub fn default_key(parts: &Parts) -> String {
-    let mut out = String::with_capacity(64);
-    out.push_str(host(parts));
-    out.push_str(parts.uri.path());
-    push_query(&mut out, parts.uri.query(), |_| true);
-    out
+    default_key_and_url(parts).0
 }
 
 /// [`default_key`], and the length of its host: the rest of the key is the request's
@@ -237,9 +233,9 @@ where
         put_field(&mut pre, b"caller");
         put_field(&mut pre, caller.as_bytes());
     }
-    match pre.bytes() {
-        Some(bytes) => memo::hash(bytes),
-        None => hex(&pre.hasher.finalize()),
+    match pre.spilled {
+        None => memo::hash(&pre.buf[..pre.len]),
+        Some(hasher) => hex(&hasher.finalize()),
     }
 }
 
@@ -249,8 +245,8 @@ where
 struct Preimage {
     buf: [u8; Preimage::CAPACITY],
     len: usize,
-    hasher: Md5,
-    spilled: bool,
+    /// The hasher the preimage went on to once it outgrew the buffer.
+    spilled: Option<Md5>,
 }
 
 impl Preimage {
@@ -260,36 +256,31 @@ impl Preimage {
         Preimage {
             buf: [0; Self::CAPACITY],
             len: 0,
-            hasher: Md5::new(),
-            spilled: false,
+            spilled: None,
         }
-    }
-
-    /// The whole preimage, unless it outgrew the buffer.
-    fn bytes(&self) -> Option<&[u8]> {
-        (!self.spilled).then(|| &self.buf[..self.len])
     }
 }
 
 impl Sink for Preimage {
     #[inline]
     fn put(&mut self, bytes: &[u8]) {
-        if self.spilled {
-            self.hasher.update(bytes);
+        if let Some(hasher) = &mut self.spilled {
+            hasher.update(bytes);
         } else if let Some(room) = self.buf.get_mut(self.len..self.len + bytes.len()) {
             copy(room, bytes);
             self.len += bytes.len();
         } else {
-            self.hasher.update(&self.buf[..self.len]);
-            self.hasher.update(bytes);
-            self.spilled = true;
+            let mut hasher = Md5::new();
+            hasher.update(&self.buf[..self.len]);
+            hasher.update(bytes);
+            self.spilled = Some(hasher);
         }
     }
 
     #[inline]
     fn put_byte(&mut self, byte: u8) {
         match self.buf.get_mut(self.len) {
-            Some(slot) if !self.spilled => {
+            Some(slot) if self.spilled.is_none() => {
                 *slot = byte;
                 self.len += 1;
             }
