@@ -66,7 +66,11 @@ use axum::{
 };
 use bytes::Bytes;
 use cache_page_runtime::{Cache, MemoryStore, RedisStore, cache_page};
-use cache_page_tests::{RedisCli, RedisServer};
+use cache_page_tests::{
+    RedisCli, RedisServer,
+    bench::{BODY_LEN, body_of, page, thousands},
+    on_path,
+};
 use http_body_util::BodyExt;
 use redis::{AsyncCommands, aio::ConnectionManager};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -252,12 +256,6 @@ fn main() -> ExitCode {
     });
     drop(rt);
     code
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    env::split_paths(&env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
 }
 
 // ---------------------------------------------------------------------------------
@@ -517,35 +515,11 @@ fn table(results: &[Measured], n: u64) -> String {
     out
 }
 
-/// `35100` as `35,100`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 // ---------------------------------------------------------------------------------
 // The child: sets up one mode, warms it up, makes N requests.
 // ---------------------------------------------------------------------------------
 
-const BODY_LEN: usize = 1024;
-
-fn body_of(len: usize) -> Bytes {
-    let unit = b"<li class=\"product\">Widget</li>\n";
-    Bytes::from(unit.iter().copied().cycle().take(len).collect::<Vec<u8>>())
-}
-
 static BODY: LazyLock<Bytes> = LazyLock::new(|| body_of(BODY_LEN));
-
-fn page(body: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
-}
 
 /// `bare`: the bare handler.
 async fn bare() -> Response {

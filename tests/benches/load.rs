@@ -35,7 +35,7 @@ use std::{
 use axum::{
     Router,
     extract::State,
-    http::{StatusCode, header},
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::get,
     serve::ListenerExt,
@@ -43,6 +43,10 @@ use axum::{
 use bytes::Bytes;
 use cache_page_runtime::{
     Cache, MemoryStore, PageKey, RedisStore, Store, Version, cache_page, hash_key,
+};
+use cache_page_tests::{
+    bench::{self, BODY_LEN, body_of, page},
+    on_path,
 };
 use redis::{
     AsyncCommands,
@@ -170,12 +174,6 @@ fn scratch_dir(what: &str) -> io::Result<PathBuf> {
     Ok(dir)
 }
 
-fn on_path(name: &str) -> Option<PathBuf> {
-    env::split_paths(&env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
 fn free_port() -> io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -268,13 +266,7 @@ async fn start_varnish(backend: SocketAddr) -> Result<Option<(Daemon, SocketAddr
 // The servers: the same page from every configuration.
 // ---------------------------------------------------------------------------------
 
-const BODY_LEN: usize = 1024;
 const SMALL_LEN: usize = 100;
-
-fn body_of(len: usize) -> Bytes {
-    let unit = b"<li class=\"product\">Widget</li>\n";
-    Bytes::from(unit.iter().copied().cycle().take(len).collect::<Vec<u8>>())
-}
 
 static BODY: LazyLock<Bytes> = LazyLock::new(|| body_of(BODY_LEN));
 static SMALL: LazyLock<Bytes> = LazyLock::new(|| body_of(SMALL_LEN));
@@ -282,10 +274,6 @@ static SMALL: LazyLock<Bytes> = LazyLock::new(|| body_of(SMALL_LEN));
 /// How many times a cached handler's body ran: 0 during a run of hits, or the cache
 /// failed open (a lookup error or timeout) and served uncached.
 static HANDLER_RUNS: AtomicU64 = AtomicU64::new(0);
-
-fn page(body: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
-}
 
 /// (a) The bare handler.
 async fn bare() -> Response {
@@ -974,19 +962,12 @@ async fn page_memory(
 // The report
 // ---------------------------------------------------------------------------------
 
+/// A rate as `35,100`; `n/a` when it could not be measured.
 fn thousands(x: f64) -> String {
     if !x.is_finite() {
         return "n/a".to_owned();
     }
-    let digits = format!("{:.0}", x);
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    bench::thousands(x.round() as u64)
 }
 
 fn micros(d: Duration) -> f64 {

@@ -62,7 +62,7 @@ use axum::{
     serve::ListenerExt,
 };
 use cache_page_runtime::{Cache, RedisStore, cache_page, keys};
-use cache_page_tests::{RedisServer, unique_namespace};
+use cache_page_tests::{RedisServer, bench::thousands, unique_namespace};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -1096,18 +1096,6 @@ async fn sampler(client: redis::Client, from: Instant, end: Instant) -> Vec<Samp
 // ---------------------------------------------------------------------------------
 // The report
 // ---------------------------------------------------------------------------------
-
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
 
 fn pct(part: u64, whole: u64) -> String {
     if whole == 0 {

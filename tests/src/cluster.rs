@@ -722,21 +722,15 @@ fn redis_cli_binary(server: &std::path::Path) -> PathBuf {
     if beside.is_file() {
         return beside;
     }
-    std::env::var_os("PATH")
-        .and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("redis-cli"))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "redis-cli was not found next to {} or on PATH. The cache-page cluster tests \
+    crate::on_path("redis-cli").unwrap_or_else(|| {
+        panic!(
+            "redis-cli was not found next to {} or on PATH. The cache-page cluster tests \
                  create their cluster with `redis-cli --cluster create`; redis-cli comes with \
                  redis-server (Debian/Ubuntu: `apt-get install redis-server` or \
                  `apt-get install redis-tools`; macOS: `brew install redis`)",
-                server.display()
-            )
-        })
+            server.display()
+        )
+    })
 }
 
 #[cfg(test)]

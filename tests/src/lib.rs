@@ -15,6 +15,7 @@
 //! request carrying a `Cache` extension uses it instead of the process default, so the
 //! tests of one binary never share pages.
 
+pub mod bench;
 pub mod cluster;
 mod redis_server;
 mod web;
@@ -33,6 +34,13 @@ pub use crate::{
         request, send,
     },
 };
+
+/// The program `name` in a directory of `PATH`, if there is one.
+pub fn on_path(name: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
 
 /// A cache on a new in-process store.
 pub fn memory_cache() -> Cache {

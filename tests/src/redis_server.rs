@@ -479,12 +479,7 @@ fn external_url() -> Option<String> {
 pub(crate) fn redis_server_binary() -> PathBuf {
     static BINARY: OnceLock<Option<PathBuf>> = OnceLock::new();
     BINARY
-        .get_or_init(|| {
-            let path = env::var_os("PATH")?;
-            env::split_paths(&path)
-                .map(|dir| dir.join("redis-server"))
-                .find(|p| p.is_file())
-        })
+        .get_or_init(|| crate::on_path("redis-server"))
         .clone()
         .unwrap_or_else(|| {
             panic!(
