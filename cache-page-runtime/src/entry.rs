@@ -104,6 +104,18 @@ impl Entry {
         self.age_at(now) >= self.ttl
     }
 
+    /// About how many bytes the entry holds: its body, its headers and its origin.
+    /// What the in-process caches count against their bounds.
+    pub(crate) fn weight(&self) -> usize {
+        self.body.len()
+            + self.origin.len()
+            + self
+                .headers
+                .iter()
+                .map(|(n, v)| n.as_str().len() + v.len())
+                .sum::<usize>()
+    }
+
     /// How long the store should keep the entry: its `ttl` plus its `grace`.
     pub fn store_ttl(&self) -> Duration {
         self.ttl + self.grace

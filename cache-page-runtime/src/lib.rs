@@ -96,9 +96,12 @@
 //!
 //! ## 6. Speed
 //!
-//! A hit costs one round trip to Redis, one `GET` of the entry: group and scope
-//! versions are kept in process, and Redis tells the store when one changes (client-side
-//! tracking), before it answers any later read. Concurrent misses of one page run
+//! A hit costs one round trip to Redis at most, and no bytes of the page: group and
+//! scope versions, and the pages hit, are kept in process, and Redis tells the store
+//! when one changes (client-side tracking), before it answers any later command. A hit
+//! on a kept page waits for one `PING` sent after it began, shared by all the hits
+//! that wait at once, so it never serves what another process invalidated before it
+//! began. Concurrent misses of one page run
 //! its handler once per process (single flight), and at most once per lock period
 //! across instances with [`CacheBuilder::lock_across_instances`]. With `grace =
 //! <seconds>`, a page past its timeout is served stale while one request refreshes it
@@ -163,6 +166,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
+#[cfg(feature = "redis")]
+mod barrier;
 mod breaker;
 mod cache;
 mod config;

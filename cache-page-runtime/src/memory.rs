@@ -285,12 +285,7 @@ impl MemoryStoreBuilder {
         let entries = Moka::builder()
             .max_capacity(self.max_bytes)
             .weigher(move |key: &String, e: &Arc<Entry>| {
-                let size = key.len()
-                    + e.body.len()
-                    + e.headers
-                        .iter()
-                        .map(|(n, v)| n.as_str().len() + v.len())
-                        .sum::<usize>();
+                let size = key.len() + e.weight();
                 u32::try_from((size as u64).max(floor)).unwrap_or(u32::MAX)
             })
             .expire_after(EntryTtl)

@@ -116,11 +116,14 @@ impl Seen {
 
 /// The Redis store.
 ///
-/// A hit costs one round trip, a `GET` of the entry: the versions of the page's
-/// groups and scopes are kept in process, on a second connection whose reads Redis
+/// A hit costs one round trip at most: the versions of the page's groups and scopes,
+/// and the pages hit, are kept in process, on a second connection whose reads Redis
 /// tracks and whose copies it invalidates (see
-/// [`tracked_versions`](RedisStoreBuilder::tracked_versions)). An invalidation made by
-/// any process is seen by every request that starts after it returned. Until that
+/// [`tracked_versions`](RedisStoreBuilder::tracked_versions) and
+/// [`near_cache_bytes`](RedisStoreBuilder::near_cache_bytes)). A hit on a kept page
+/// waits for one `PING` on that connection, shared by the hits waiting at once; a hit
+/// on a page not kept is one `GET`. An invalidation made by any process is seen by
+/// every request that starts after it returned. Until that
 /// connection is up, and for versions not read yet, a hit reads the versions in the
 /// same `MGET` as the entry stored at the group versions this process saw last; only
 /// when a group version moved (another process invalidated it) is a second read
@@ -160,7 +163,8 @@ pub struct RedisStore {
     bump: Arc<Script>,
     bump_soft: Arc<Script>,
     pipelined_hits: bool,
-    /// The connection whose versions Redis keeps us told of: a hit is one `GET`.
+    /// The connection whose versions and pages Redis keeps us told of: a hit is one
+    /// `PING` (shared) or one `GET`.
     tracking: Option<Arc<Tracking>>,
     round_trips: Arc<AtomicU64>,
     decoded: Arc<Decoded>,
@@ -199,6 +203,7 @@ pub struct RedisStoreBuilder {
     command_timeout: Duration,
     pipelined_hits: bool,
     tracked_versions: bool,
+    near_cache_bytes: u64,
 }
 
 impl RedisStore {
@@ -219,6 +224,7 @@ impl RedisStore {
             command_timeout: Duration::from_millis(250),
             pipelined_hits: true,
             tracked_versions: true,
+            near_cache_bytes: DEFAULT_NEAR_CACHE_BYTES,
         }
     }
 
@@ -276,8 +282,10 @@ impl RedisStore {
         self.tracking.as_ref().and_then(Tracking::link)
     }
 
-    /// A hit at the versions the tracking connection knows: one `GET`. `None` when
-    /// they are not all known, or one was invalidated while the `GET` was out.
+    /// A hit at the versions the tracking connection knows: the page kept in process
+    /// once a `PING` sent after the lookup began is back (shared by the hits waiting
+    /// at once), or else one `GET`. `None` when the versions are not all known, or
+    /// one was invalidated meanwhile.
     async fn tracked_lookup(
         &self,
         link: &Link,
@@ -288,22 +296,53 @@ impl RedisStore {
         };
         let n = page.groups.len();
         let hash = page.hash_at(versions[..n].iter().copied());
-        self.count_trip();
-        // Sized for the command at once: `redis::cmd` would grow its buffers twice.
-        let mut get = redis::Cmd::with_capacity(2, 16 + self.namespace.len() + hash.len());
-        get.arg("GET").arg(keys::PageArg(&self.namespace, &hash));
-        let raw: Option<Vec<u8>> = get.query_async(&mut link.connection()).await?;
-        if !link.still(page, &versions, epoch) {
-            return Ok(None);
-        }
+        let entry = if let Some(kept) = link.kept(&hash) {
+            if let Err(err) = link.pass().await {
+                // Its barrier is broken for good: the next hits make a new connection.
+                link.close();
+                return Err(err);
+            }
+            if !link.still_kept(page, &versions, epoch, &hash, &kept) {
+                return Ok(None);
+            }
+            Some(kept)
+        } else {
+            let raw = self.tracked_get(link, &hash).await?;
+            if !link.still(page, &versions, epoch) {
+                return Ok(None);
+            }
+            let entry = self.decoded.decode(&hash, raw);
+            if let Some(entry) = &entry {
+                link.keep(&hash, entry, epoch);
+            }
+            entry
+        };
         // What is left once the group versions are gone are the scopes' (no second
         // vector on the hit path).
         versions.drain(..n);
         Ok(Some(Lookup {
-            entry: self.decoded.decode(&hash, raw),
+            entry,
             hash,
             scopes: versions,
         }))
+    }
+
+    /// The entry at `hash`, read on the tracking connection: one `GET`, which Redis
+    /// tracks (`CLIENT CACHING YES` in the same write) when the link keeps pages.
+    async fn tracked_get(&self, link: &Link, hash: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.count_trip();
+        let key = keys::PageArg(&self.namespace, hash);
+        if link.keeps_pages() {
+            let mut pipe = redis::pipe();
+            pipe.cmd("CLIENT").arg("CACHING").arg("YES").ignore();
+            pipe.cmd("GET").arg(key);
+            let (raw,): (Option<Vec<u8>>,) = pipe.query_async(&mut link.connection()).await?;
+            return Ok(raw);
+        }
+        // Sized for the command at once: `redis::cmd` would grow its buffers twice.
+        let mut get = redis::Cmd::with_capacity(2, 16 + self.namespace.len() + hash.len());
+        get.arg("GET").arg(key);
+        Ok(get.query_async(&mut link.connection()).await?)
     }
 
     /// A clone of the underlying connection, for commands of your own. The first call
@@ -449,6 +488,9 @@ impl RedisStore {
     }
 }
 
+/// Bytes of pages a [`RedisStore`] keeps in process unless told otherwise.
+const DEFAULT_NEAR_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
 impl RedisStoreBuilder {
     /// The namespace every key lives under (default `cache-page`).
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
@@ -480,7 +522,8 @@ impl RedisStoreBuilder {
 
     /// Whether hits read only the entry, at versions kept in process on a connection
     /// Redis tells of their changes (default `true`; Redis 6 or later, RESP3). A hit is
-    /// then one `GET`, and an invalidation from any process is still seen by every
+    /// then one `GET` (or one shared `PING` for a page kept in process, see
+    /// [`near_cache_bytes`](Self::near_cache_bytes)), and an invalidation from any process is still seen by every
     /// request that starts after it returns: Redis sends the news of a change down
     /// that connection before the answer to any read made after it, and a hit that
     /// finds news of its versions with its answer reads again.
@@ -501,18 +544,40 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Most bytes of pages kept in process (default 32 MiB; 0 keeps none), with
+    /// [`tracked_versions`](Self::tracked_versions) on.
+    ///
+    /// A page read on the tracking connection is read so that Redis tracks its key
+    /// too, and kept. The next hits on it read nothing from Redis: each waits for one
+    /// `PING` sent on that connection after it began, and every hit that arrives
+    /// while a `PING` is out shares the next one. Any change of the page, or of its
+    /// versions, made before the hit began has been announced on the connection before
+    /// that `PONG`, so a kept page is exactly as fresh as one read with the hit: an
+    /// invalidation from any process is still seen by every request that starts after
+    /// it returns. When the connection breaks, its pages go with it.
+    ///
+    /// With `0`, a hit is one `GET` of the entry at the tracked versions. Pages are
+    /// weighed by their body, headers and URL; Redis also keeps the names of the
+    /// pages each store keeps (see `tracking-table-max-keys` in redis.conf).
+    pub fn near_cache_bytes(mut self, max_bytes: u64) -> Self {
+        self.near_cache_bytes = max_bytes;
+        self
+    }
+
     /// Builds the store. The connection is made on first use and re-made after
     /// failures, so this fails only on a malformed URL.
     pub fn build(self) -> Result<RedisStore, Error> {
         let client = Client::open(self.url.as_str())?;
         let namespace: Arc<str> = self.namespace.into();
         // Without pipelined hits every hit reads the versions: nothing to track.
+        let round_trips: Arc<AtomicU64> = Arc::default();
         let tracking = (self.tracked_versions && self.pipelined_hits).then(|| {
             Arc::new(Tracking::new(
                 client.get_connection_info(),
                 Arc::clone(&namespace),
-                self.connect_timeout,
-                self.command_timeout,
+                (self.connect_timeout, self.command_timeout),
+                self.near_cache_bytes,
+                Arc::clone(&round_trips),
             ))
         });
         let config = ConnectionManagerConfig::new()
@@ -531,7 +596,7 @@ impl RedisStoreBuilder {
             bump_soft: Arc::new(Script::new(BUMP_SOFT)),
             pipelined_hits: self.pipelined_hits,
             tracking,
-            round_trips: Arc::default(),
+            round_trips,
             decoded: Arc::new(Decoded::new()),
         })
     }

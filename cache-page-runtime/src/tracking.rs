@@ -1,6 +1,8 @@
-//! A hit in one `GET`: the versions a page's key is made of are kept in process, on a
-//! connection Redis promises to tell when any of them changes (client-side tracking,
-//! RESP3).
+//! A hit in one `GET`, or in a shared `PING`: the versions a page's key is made of,
+//! and the pages hit, are kept in process, on a connection Redis promises to tell when
+//! any of them changes (client-side tracking, RESP3). A kept page is served once a
+//! `PING` sent after the hit began is answered (see [`barrier`](crate::barrier)): the
+//! same order as below holds for it.
 //!
 //! Why this is as strict as reading the versions with every hit: Redis writes an
 //! invalidation message into a tracking connection's stream at the moment the key
@@ -35,7 +37,8 @@ use redis::{
 };
 
 use crate::{
-    Error, PageKey, Version,
+    Entry, Error, PageKey, Version,
+    barrier::Barrier,
     redis_store::{keys, parse_version},
 };
 
@@ -58,6 +61,10 @@ pub(crate) struct Tracking {
     connections: AtomicU64,
     /// Version reads in flight to learn pages (at most [`LEARNING_AT_ONCE`]).
     learning: AtomicUsize,
+    /// Most bytes of pages each connection keeps in process (0: none).
+    near_cache_bytes: u64,
+    /// The store's count of round trips, which the barriers' `PING`s add to.
+    round_trips: Arc<AtomicU64>,
 }
 
 #[derive(Clone, Copy)]
@@ -72,23 +79,46 @@ struct Attempt {
     not_before: Option<Instant>,
 }
 
-/// One tracking connection and the versions learnt on it.
+/// One tracking connection, the versions learnt on it, the pages kept, and the
+/// barrier that confirms a kept page.
 pub(crate) struct Link {
     conn: MultiplexedConnection,
     known: Arc<Known>,
+    barrier: Arc<Barrier>,
 }
 
-/// The versions learnt on one connection, emptied by Redis's invalidation messages.
+/// Pages kept in process, by hash (at the versions of their groups).
+type Pages = moka::sync::Cache<Box<str>, Arc<Entry>, foldhash::fast::RandomState>;
+
+/// A kept page's weight against [`Tracking::near_cache_bytes`].
+#[allow(clippy::borrowed_box)] // the key type is moka's
+fn weigh(hash: &Box<str>, entry: &Arc<Entry>) -> u32 {
+    u32::try_from(hash.len() + entry.weight()).unwrap_or(u32::MAX)
+}
+
+/// What was learnt on one connection, emptied by Redis's invalidation messages.
 #[derive(Default)]
 struct Known {
     namespace: Arc<str>,
     /// One map per kind of version (group, path, URL, prefix), by name.
     versions: RwLock<[HashMap<Box<str>, u64>; 4]>,
-    /// Moves on with every invalidation of a version (or of all of them): a hit or a
-    /// read that saw it move while it waited for Redis checks again.
+    /// Entries read at known versions, whose keys Redis tracks too (`None`: the store
+    /// keeps none).
+    pages: Option<Pages>,
+    /// Moves on with every invalidation of a version or a kept page (or of all of
+    /// them): a hit or a read that saw it move while it waited for Redis checks again.
     epoch: AtomicU64,
     /// The connection broke: nothing learnt on it can be trusted any more.
     closed: AtomicBool,
+}
+
+/// A key Redis told us of.
+#[derive(Debug, PartialEq)]
+enum Tracked<'k> {
+    /// A version: the index of its kind's map, and its name.
+    Version(usize, &'k str),
+    /// A page, by hash.
+    Page(&'k str),
 }
 
 fn slot(version: Version<'_>) -> usize {
@@ -119,16 +149,29 @@ impl Known {
         match push.kind {
             PushKind::Invalidate => match push.data.first() {
                 Some(Value::Array(keys)) => {
+                    // Everything under the write lock, the epoch moved last: a hit
+                    // that found a page (or versions) read the epoch before, and a
+                    // page being kept is kept before all this or not at all.
                     let mut versions = self.versions.write().unwrap_or_else(|e| e.into_inner());
                     let mut any = false;
                     for key in keys {
-                        if let Value::BulkString(key) = key
-                            && let Some((slot, name)) = self.version_of_key(key)
-                        {
-                            versions[slot].remove(name);
-                            // Even a version not learnt moves the epoch: it may be
-                            // being learnt, and what its reader read may be older.
-                            any = true;
+                        let Value::BulkString(key) = key else {
+                            continue;
+                        };
+                        // Even a version or page not known moves the epoch: it may be
+                        // being read, and what its reader read may be older.
+                        match self.tracked(key) {
+                            Some(Tracked::Version(slot, name)) => {
+                                versions[slot].remove(name);
+                                any = true;
+                            }
+                            Some(Tracked::Page(hash)) => {
+                                if let Some(kept) = &self.pages {
+                                    kept.invalidate(hash);
+                                }
+                                any = true;
+                            }
+                            None => {}
                         }
                     }
                     if any {
@@ -151,17 +194,23 @@ impl Known {
         for map in versions.iter_mut() {
             map.clear();
         }
+        if let Some(kept) = &self.pages {
+            kept.invalidate_all();
+        }
         self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// The kind and name of a version key of this namespace, `<ns>:<kind>:<name>`.
-    fn version_of_key<'k>(&self, key: &'k [u8]) -> Option<(usize, &'k str)> {
+    /// The version or page a key of this namespace, `<ns>:<kind>:<name>`, holds.
+    fn tracked<'k>(&self, key: &'k [u8]) -> Option<Tracked<'k>> {
         let rest = key
             .strip_prefix(self.namespace.as_bytes())?
             .strip_prefix(b":")?;
         let colon = rest.iter().position(|&b| b == b':')?;
-        let slot = slot_of_kind(&rest[..colon])?;
-        Some((slot, std::str::from_utf8(&rest[colon + 1..]).ok()?))
+        let name = std::str::from_utf8(&rest[colon + 1..]).ok()?;
+        match &rest[..colon] {
+            b"page" => Some(Tracked::Page(name)),
+            kind => Some(Tracked::Version(slot_of_kind(kind)?, name)),
+        }
     }
 
     /// The versions of `page`, groups then scopes, if every one is known.
@@ -184,9 +233,11 @@ impl Tracking {
     pub(crate) fn new(
         info: &ConnectionInfo,
         namespace: Arc<str>,
-        connect_timeout: Duration,
-        command_timeout: Duration,
+        timeouts: (Duration, Duration),
+        near_cache_bytes: u64,
+        round_trips: Arc<AtomicU64>,
     ) -> Self {
+        let (connect_timeout, command_timeout) = timeouts;
         let settings = info
             .redis_settings()
             .clone()
@@ -205,6 +256,8 @@ impl Tracking {
             refused: AtomicBool::new(false),
             connections: AtomicU64::new(0),
             learning: AtomicUsize::new(0),
+            near_cache_bytes,
+            round_trips,
         }
     }
 
@@ -270,8 +323,15 @@ impl Tracking {
     }
 
     async fn connect(&self) -> Result<Arc<Link>, Error> {
+        let pages = (self.near_cache_bytes > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(self.near_cache_bytes)
+                .weigher(weigh)
+                .build_with_hasher(foldhash::fast::RandomState::default())
+        });
         let known = Arc::new(Known {
             namespace: Arc::clone(&self.namespace),
+            pages,
             ..Known::default()
         });
         let pushed = Arc::clone(&known);
@@ -287,14 +347,23 @@ impl Tracking {
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
         // Only reads sent just after `CLIENT CACHING YES` are tracked: the version
-        // reads, not the entries.
+        // reads, and the entries read to be kept, not the others.
         let () = redis::cmd("CLIENT")
             .arg("TRACKING")
             .arg("ON")
             .arg("OPTIN")
             .query_async(&mut conn)
             .await?;
-        Ok(Arc::new(Link { conn, known }))
+        let barrier = Barrier::start(
+            conn.clone(),
+            self.timeouts.command,
+            Arc::clone(&self.round_trips),
+        );
+        Ok(Arc::new(Link {
+            conn,
+            known,
+            barrier,
+        }))
     }
 }
 
@@ -312,10 +381,72 @@ fn refuses_tracking(err: &redis::RedisError) -> bool {
     }
 }
 
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.barrier.close();
+    }
+}
+
 impl Link {
     /// Marks the connection broken: a new one is made on the next hit.
     pub(crate) fn close(&self) {
         self.known.closed.store(true, Ordering::SeqCst);
+        self.barrier.close();
+    }
+
+    /// Whether this connection keeps pages: entries read on it are then read so that
+    /// Redis tracks them, and given to [`keep`](Self::keep).
+    pub(crate) fn keeps_pages(&self) -> bool {
+        self.known.pages.is_some()
+    }
+
+    /// The page kept under `hash`, if any. Serve it only after
+    /// [`pass`](Self::pass) and [`still_kept`](Self::still_kept).
+    pub(crate) fn kept(&self, hash: &str) -> Option<Arc<Entry>> {
+        self.known.pages.as_ref()?.get(hash)
+    }
+
+    /// Keeps `entry`, read under `hash` by a tracked read sent at `epoch`, unless an
+    /// invalidation came since (it may be of this page, and newer than what was read).
+    pub(crate) fn keep(&self, hash: &str, entry: &Arc<Entry>, epoch: u64) {
+        let Some(pages) = &self.known.pages else {
+            return;
+        };
+        // Under the lock an invalidation holds to drop pages and move the epoch: one
+        // that came after the read drops this page after it is kept.
+        let _versions = self
+            .known
+            .versions
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        if self.known.epoch.load(Ordering::SeqCst) == epoch
+            && !self.known.closed.load(Ordering::SeqCst)
+        {
+            pages.insert(hash.into(), Arc::clone(entry));
+        }
+    }
+
+    /// Returns once every invalidation that returned before this call began has
+    /// reached this connection (one `PING`, shared by the hits waiting at once).
+    pub(crate) async fn pass(&self) -> Result<(), Error> {
+        self.barrier.pass().await
+    }
+
+    /// Whether `entry`, kept under `hash` and found with `versions` of `page` at
+    /// `epoch` (read before the page), is still the page to serve after
+    /// [`pass`](Self::pass). An invalidation drops pages before it moves the epoch, so
+    /// an epoch that did not move means the page was not dropped since.
+    pub(crate) fn still_kept(
+        &self,
+        page: PageKey<'_>,
+        versions: &[u64],
+        epoch: u64,
+        hash: &str,
+        entry: &Arc<Entry>,
+    ) -> bool {
+        self.still(page, versions, epoch)
+            && (self.known.epoch.load(Ordering::SeqCst) == epoch
+                || self.kept(hash).is_some_and(|e| Arc::ptr_eq(&e, entry)))
     }
 
     /// A clone of the connection, for a command whose answer needs no tracking.
@@ -455,11 +586,54 @@ mod tests {
     #[test]
     fn keys_are_read_back_to_versions() {
         let k = known();
-        assert_eq!(k.version_of_key(b"ns:group:views"), Some((0, "views")));
-        assert_eq!(k.version_of_key(b"ns:url:/a?b=c:d"), Some((2, "/a?b=c:d")));
-        assert_eq!(k.version_of_key(b"ns:page:0123"), None);
-        assert_eq!(k.version_of_key(b"other:group:views"), None);
-        assert_eq!(k.version_of_key(b"nsx:group:views"), None);
+        assert_eq!(
+            k.tracked(b"ns:group:views"),
+            Some(Tracked::Version(0, "views"))
+        );
+        assert_eq!(
+            k.tracked(b"ns:url:/a?b=c:d"),
+            Some(Tracked::Version(2, "/a?b=c:d"))
+        );
+        assert_eq!(k.tracked(b"ns:page:0123"), Some(Tracked::Page("0123")));
+        assert_eq!(k.tracked(b"ns:lock:0123"), None);
+        assert_eq!(k.tracked(b"other:group:views"), None);
+        assert_eq!(k.tracked(b"nsx:group:views"), None);
+    }
+
+    fn entry(body: &'static str) -> Arc<Entry> {
+        Arc::new(Entry {
+            status: http::StatusCode::OK,
+            headers: Vec::new(),
+            body: bytes::Bytes::from_static(body.as_bytes()),
+            created_ms: 0,
+            ttl: Duration::from_secs(60),
+            grace: Duration::ZERO,
+            origin: "/a".to_owned(),
+            scopes: Vec::new(),
+            vary: None,
+        })
+    }
+
+    #[test]
+    fn an_invalidation_of_a_kept_page_drops_it_and_moves_the_epoch() {
+        let k = Known {
+            pages: Some(moka::sync::Cache::builder().build_with_hasher(Default::default())),
+            ..known()
+        };
+        let pages = k.pages.as_ref().unwrap();
+        pages.insert("h1".into(), entry("one"));
+        pages.insert("h2".into(), entry("two"));
+        k.on_push(invalidate(&["ns:page:h1", "other:page:h2"]));
+        assert!(pages.get("h1").is_none());
+        assert!(pages.get("h2").is_some(), "another namespace's page");
+        assert_eq!(k.epoch.load(Ordering::SeqCst), 1);
+        // A flush drops every page.
+        k.on_push(PushInfo {
+            kind: PushKind::Invalidate,
+            data: vec![Value::Nil],
+        });
+        assert!(pages.get("h2").is_none());
+        assert_eq!(k.epoch.load(Ordering::SeqCst), 2);
     }
 
     #[test]
@@ -482,9 +656,10 @@ mod tests {
         }
         assert_eq!(k.versions_of(page), Some(vec![7, 8, 9]));
         let before = k.epoch.load(Ordering::SeqCst);
-        // Pages are not versions: their invalidations change nothing.
-        k.on_push(invalidate(&["ns:page:abc"]));
+        // Keys of another namespace, or of another kind, change nothing.
+        k.on_push(invalidate(&["other:path:/a", "ns:lock:abc"]));
         assert_eq!(k.epoch.load(Ordering::SeqCst), before);
+        assert_eq!(k.versions_of(page), Some(vec![7, 8, 9]));
         k.on_push(invalidate(&["ns:path:/a"]));
         assert_eq!(k.versions_of(page), None);
         assert!(k.epoch.load(Ordering::SeqCst) > before);

@@ -26,9 +26,9 @@
 //! in which the work they leave to the background runs alone (storing the page, the
 //! store's connections), then, in the Redis modes, batches of ten until a batch makes
 //! Redis run ten of its one command and nothing else (at most 30 s), then 50 requests.
-//! A Redis hit at tracked versions (the default) is one `GET` only once the store's
-//! tracking connection is up and has learnt the page's versions, which happens in the
-//! background after its first hits. The parent counts the commands, with `INFO
+//! A Redis hit at tracked versions is one `GET` (or, by default, one `PING` for a page
+//! kept in process) only once the store's tracking connection is up and has learnt the
+//! page's versions, which happens in the background after its first hits. The parent counts the commands, with `INFO
 //! commandstats` before and after each batch and the measured requests, which the
 //! child waits for on its stdin; the table shows those of the measured requests.
 //!
@@ -91,7 +91,7 @@ struct Mode {
     command: Option<&'static str>,
 }
 
-const MODES: [Mode; 5] = [
+const MODES: [Mode; 6] = [
     Mode {
         name: "bare",
         description: "bare axum handler",
@@ -112,7 +112,13 @@ const MODES: [Mode; 5] = [
     },
     Mode {
         name: "redis",
-        description: "cache-page hit, RedisStore (one GET at tracked versions)",
+        description: "cache-page hit, RedisStore (page kept in process, one PING)",
+        cached: true,
+        command: Some("ping"),
+    },
+    Mode {
+        name: "redis-get",
+        description: "cache-page hit, RedisStore, near_cache_bytes(0) (one GET at tracked versions)",
         cached: true,
         command: Some("get"),
     },
@@ -658,12 +664,15 @@ impl Parent {
 /// The router of `mode`, its cache installed and its Redis data written.
 async fn router(mode: Mode, url: &str) -> Result<Router, String> {
     let e = |e: &dyn std::fmt::Display| e.to_string();
-    let store = |tracked: bool| {
-        RedisStore::builder(url)
+    let store = |tracked: bool, near_cache_bytes: Option<u64>| {
+        let store = RedisStore::builder(url)
             .namespace("bench")
-            .tracked_versions(tracked)
-            .build()
-            .map_err(|x| e(&x))
+            .tracked_versions(tracked);
+        let store = match near_cache_bytes {
+            Some(bytes) => store.near_cache_bytes(bytes),
+            None => store,
+        };
+        store.build().map_err(|x| e(&x))
     };
     let cache = match mode.name {
         "bare" => return Ok(Router::new().route("/page", get(bare))),
@@ -677,8 +686,9 @@ async fn router(mode: Mode, url: &str) -> Result<Router, String> {
             return Ok(Router::new().route("/page", get(one_get)).with_state(conn));
         }
         "mem" => Cache::new(MemoryStore::new()),
-        "redis" => Cache::new(store(true)?),
-        "mget" => Cache::new(store(false)?),
+        "redis" => Cache::new(store(true, None)?),
+        "redis-get" => Cache::new(store(true, Some(0))?),
+        "mget" => Cache::new(store(false, None)?),
         other => return Err(format!("unknown mode {other:?}")),
     };
     cache_page_runtime::install(cache).map_err(|x| e(&x))?;

@@ -330,6 +330,7 @@ macro_rules! cached_router {
 }
 
 cached_router!(redis_router, "bench");
+cached_router!(get_router, "bench-get");
 cached_router!(mget_router, "bench-mget");
 cached_router!(seed_router, "bench-seed");
 cached_router!(redis_miss_router, "bench-miss");
@@ -1105,25 +1106,32 @@ async fn run(opts: Options) -> Result<(), String> {
     // Each cached configuration has a server and a store of its own, so that the miss
     // runs neither evict nor slow the hit runs' pages, and round trips are counted
     // per configuration.
-    let redis_store = |namespace: &str, pipelined: bool, tracked: bool| {
-        RedisStore::builder(url.as_str())
+    let redis_store = |namespace: &str, pipelined: bool, tracked: bool, near: bool| {
+        let store = RedisStore::builder(url.as_str())
             .namespace(namespace)
             .pipelined_hits(pipelined)
-            .tracked_versions(tracked)
-            .build()
-            .map_err(|x| e(&x))
+            .tracked_versions(tracked);
+        let store = if near {
+            store
+        } else {
+            store.near_cache_bytes(0)
+        };
+        store.build().map_err(|x| e(&x))
     };
-    let hit_store = redis_store("bench", true, true)?;
-    let mget_store = redis_store("bench-mget", true, false)?;
-    let seed_store = redis_store("bench-seed", false, false)?;
-    let miss_store = redis_store("bench-miss", true, true)?;
+    let hit_store = redis_store("bench", true, true, true)?;
+    let get_store = redis_store("bench-get", true, true, false)?;
+    let mget_store = redis_store("bench-mget", true, false, false)?;
+    let seed_store = redis_store("bench-seed", false, false, false)?;
+    let miss_store = redis_store("bench-miss", true, true, true)?;
     cache_page_runtime::install_named("bench", Cache::new(hit_store.clone()));
+    cache_page_runtime::install_named("bench-get", Cache::new(get_store.clone()));
     cache_page_runtime::install_named("bench-mget", Cache::new(mget_store.clone()));
     cache_page_runtime::install_named("bench-seed", Cache::new(seed_store.clone()));
     cache_page_runtime::install_named("bench-miss", Cache::new(miss_store.clone()));
     cache_page_runtime::install(Cache::new(MemoryStore::new())).map_err(|x| e(&x))?;
     cache_page_runtime::install_named("bench-memory-miss", Cache::new(MemoryStore::new()));
     let redis_addr = listen(redis_router()).await.map_err(|x| e(&x))?;
+    let get_addr = listen(get_router()).await.map_err(|x| e(&x))?;
     let mget_addr = listen(mget_router()).await.map_err(|x| e(&x))?;
     let seed_addr = listen(seed_router()).await.map_err(|x| e(&x))?;
     let redis_miss_addr = listen(redis_miss_router()).await.map_err(|x| e(&x))?;
@@ -1150,6 +1158,13 @@ async fn run(opts: Options) -> Result<(), String> {
             redis_addr,
             false,
             Some(&hit_store),
+        ),
+        config(
+            "d0",
+            "cache-page hit, RedisStore, near_cache_bytes(0)",
+            get_addr,
+            false,
+            Some(&get_store),
         ),
         config(
             "d1",
@@ -1208,7 +1223,7 @@ async fn run(opts: Options) -> Result<(), String> {
             ));
         }
         let hit = match *id {
-            "d" | "d1" | "d2" | "e" => last.head.contains("cache-status: cache-page; hit"),
+            "d" | "d0" | "d1" | "d2" | "e" => last.head.contains("cache-status: cache-page; hit"),
             "f" => last
                 .head
                 .lines()
@@ -1399,15 +1414,27 @@ async fn run(opts: Options) -> Result<(), String> {
     }
     out!(
         r,
-        "| d/d1 one GET ÷ one MGET of versions and entry, both cache-page | {:.2} | {} | | |",
-        rps("d") / rps("d1"),
-        rounds("d", "d1")
+        "| d0/b Redis hit without the near cache (one GET) ÷ one Redis GET | {:.2} | {} | | |",
+        rps("d0") / rps("b"),
+        rounds("d0", "b")
     );
     out!(
         r,
-        "| d/d2 one round trip ÷ version-then-entry, both cache-page | {:.2} | {} | | |",
-        rps("d") / rps("d2"),
-        rounds("d", "d2")
+        "| d/d0 page kept in process and a shared PING ÷ one GET, both cache-page | {:.2} | {} | | |",
+        rps("d") / rps("d0"),
+        rounds("d", "d0")
+    );
+    out!(
+        r,
+        "| d0/d1 one GET ÷ one MGET of versions and entry, both cache-page | {:.2} | {} | | |",
+        rps("d0") / rps("d1"),
+        rounds("d0", "d1")
+    );
+    out!(
+        r,
+        "| d0/d2 one round trip ÷ version-then-entry, both cache-page | {:.2} | {} | | |",
+        rps("d0") / rps("d2"),
+        rounds("d0", "d2")
     );
     out!(
         r,
@@ -1429,7 +1456,7 @@ async fn run(opts: Options) -> Result<(), String> {
             rounds("f", "a")
         );
     }
-    let fail_open: u64 = ["d", "e"]
+    let fail_open: u64 = ["d", "d0", "e"]
         .iter()
         .filter_map(|id| by_id(id, &loaded))
         .map(|s| s.handler_runs)

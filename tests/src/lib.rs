@@ -71,16 +71,24 @@ pub async fn eventually(timeout: Duration, what: &str, mut check: impl AsyncFnMu
     }
 }
 
-/// Fetches `uri` from `app` until one fetch is a hit that made `server` run one `GET`
-/// and nothing else (at most 10 s): the store's tracking connection is up and has
-/// learnt the page's versions (see `RedisStoreBuilder::tracked_versions`). Returns the
-/// body of that hit. `server` must be private: other tests' commands would count.
-pub async fn until_a_hit_is_one_get(server: &RedisServer, app: &axum::Router, uri: &str) -> String {
-    let one_get = std::collections::BTreeMap::from([("get".to_owned(), 1)]);
+/// Fetches `uri` from `app` until one fetch is a hit that made `server` run one
+/// `command` and nothing else (at most 10 s), and returns the body of that hit.
+/// `server` must be private: other tests' commands would count.
+///
+/// With `"get"`, the store's tracking connection is up and has learnt the page's
+/// versions (see `RedisStoreBuilder::tracked_versions`); with `"ping"`, it also keeps
+/// the page in process (see `RedisStoreBuilder::near_cache_bytes`).
+pub async fn until_a_hit_is_one(
+    server: &RedisServer,
+    app: &axum::Router,
+    uri: &str,
+    command: &str,
+) -> String {
+    let one = std::collections::BTreeMap::from([(command.to_owned(), 1)]);
     let mut body = String::new();
     eventually(
         Duration::from_secs(10),
-        "a hit is one GET at tracked versions",
+        &format!("a hit is one {command}"),
         async || {
             let mut hit = None;
             let commands = server
@@ -88,7 +96,7 @@ pub async fn until_a_hit_is_one_get(server: &RedisServer, app: &axum::Router, ur
                 .await;
             let hit = hit.expect("fetched");
             body = hit.text();
-            hit.is_hit() && commands == one_get
+            hit.is_hit() && commands == one
         },
     )
     .await;

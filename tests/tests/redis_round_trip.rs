@@ -1,13 +1,15 @@
-//! A hit costs one round trip to Redis: one `GET` of the entry at versions the store
-//! keeps on its tracking connection, or, without it, one `MGET` of the versions and the
-//! entry. Counted with `INFO commandstats` on a server of its own.
+//! A hit costs one round trip to Redis at most: a `PING`, shared by the hits waiting
+//! at once, for a page kept in process; one `GET` of the entry at versions the store
+//! keeps on its tracking connection when it keeps no pages; without tracking, one
+//! `MGET` of the versions and the entry. Counted with `INFO commandstats` on a server
+//! of its own.
 
 use std::{collections::BTreeMap, time::Duration};
 
 use axum::{Extension, Router, extract::State, routing::get};
 use cache_page_runtime::{RedisStore, cache_page};
 use cache_page_tests::{
-    Hits, RedisServer, fetch, patient_cache, unique_namespace, until_a_hit_is_one_get,
+    Hits, RedisServer, fetch, patient_cache, unique_namespace, until_a_hit_is_one,
 };
 
 #[cache_page(timeout = 60, group = "g", group = "h")]
@@ -22,26 +24,54 @@ async fn ungrouped(State(hits): State<Hits>) -> String {
 
 const N: u64 = 20;
 
-/// The commands `N` hits on `uri` made the server run, with or without tracked
-/// versions.
-async fn n_hits(server: &RedisServer, uri: &str, tracked: bool) -> BTreeMap<String, u64> {
-    let store = RedisStore::builder(server.url())
+/// How the store under test reads a hit.
+#[derive(Clone, Copy)]
+enum Hit {
+    /// The default: the page kept in process, confirmed by a `PING`.
+    Kept,
+    /// `near_cache_bytes(0)`: one `GET` at tracked versions.
+    Get,
+    /// `tracked_versions(false)`: one `MGET`.
+    Mget,
+}
+
+impl Hit {
+    fn command(self) -> &'static str {
+        match self {
+            Hit::Kept => "ping",
+            Hit::Get => "get",
+            Hit::Mget => "mget",
+        }
+    }
+}
+
+/// A store of `kind` on `server`, and an app of both pages on it.
+fn app(server: &RedisServer, kind: Hit, hits: &Hits) -> Router {
+    let mut store = RedisStore::builder(server.url())
         .namespace(unique_namespace("round_trip"))
         .command_timeout(Duration::from_secs(5))
-        .tracked_versions(tracked)
-        .build()
-        .expect("a valid URL");
-    let hits = Hits::new();
-    let app = Router::new()
+        .tracked_versions(!matches!(kind, Hit::Mget));
+    if let Hit::Get = kind {
+        store = store.near_cache_bytes(0);
+    }
+    let store = store.build().expect("a valid URL");
+    Router::new()
         .route("/grouped", get(grouped))
         .route("/ungrouped", get(ungrouped))
         .with_state(hits.clone())
-        .layer(Extension(patient_cache(store.clone())));
-    // Warm-up: the miss stores the page, the hits teach the process the versions.
+        .layer(Extension(patient_cache(store)))
+}
+
+/// The commands `N` hits on `uri`, one after the other, made the server run.
+async fn n_hits(server: &RedisServer, uri: &str, kind: Hit) -> BTreeMap<String, u64> {
+    let hits = Hits::new();
+    let app = app(server, kind, &hits);
+    // Warm-up: the miss stores the page, the hits teach the process the versions and
+    // the page.
     fetch(&app, uri).await;
     assert!(fetch(&app, uri).await.is_hit());
-    if tracked {
-        until_a_hit_is_one_get(server, &app, uri).await;
+    if !matches!(kind, Hit::Mget) {
+        until_a_hit_is_one(server, &app, uri, kind.command()).await;
     }
     let commands = server
         .commands_during(async || {
@@ -54,45 +84,67 @@ async fn n_hits(server: &RedisServer, uri: &str, tracked: bool) -> BTreeMap<Stri
     commands
 }
 
-#[tokio::test]
-async fn a_hit_on_a_grouped_page_is_one_get() {
-    let Some(server) = RedisServer::start_private("a_hit_on_a_grouped_page_is_one_get") else {
+async fn check_n_hits(test: &str, uri: &str, kind: Hit) {
+    let Some(server) = RedisServer::start_private(test) else {
         return;
     };
-    let commands = n_hits(&server, "/grouped", true).await;
-    let expected = BTreeMap::from([("get".to_owned(), N)]);
-    assert_eq!(
-        commands, expected,
-        "commands run for {N} hits on a grouped page"
-    );
+    let commands = n_hits(&server, uri, kind).await;
+    let expected = BTreeMap::from([(kind.command().to_owned(), N)]);
+    assert_eq!(commands, expected, "commands run for {N} hits on {uri}");
 }
 
 #[tokio::test]
-async fn a_hit_on_an_ungrouped_page_is_one_get() {
-    let Some(server) = RedisServer::start_private("a_hit_on_an_ungrouped_page_is_one_get") else {
-        return;
-    };
-    let commands = n_hits(&server, "/ungrouped", true).await;
-    let expected = BTreeMap::from([("get".to_owned(), N)]);
-    assert_eq!(
-        commands, expected,
-        "commands run for {N} hits on an ungrouped page"
-    );
+async fn a_hit_on_a_grouped_page_is_one_ping() {
+    check_n_hits("hit_grouped_ping", "/grouped", Hit::Kept).await;
+}
+
+#[tokio::test]
+async fn a_hit_on_an_ungrouped_page_is_one_ping() {
+    check_n_hits("hit_ungrouped_ping", "/ungrouped", Hit::Kept).await;
+}
+
+/// Without pages kept in process a hit reads the entry: one `GET`.
+#[tokio::test]
+async fn without_the_near_cache_a_hit_is_one_get() {
+    check_n_hits("hit_grouped_get", "/grouped", Hit::Get).await;
 }
 
 /// Without tracked versions a hit reads the versions with the entry: still one
 /// command, an `MGET` of four keys, so the tests above fail without the feature.
 #[tokio::test]
 async fn without_tracked_versions_a_hit_is_one_mget() {
-    let Some(server) = RedisServer::start_private("without_tracked_versions_a_hit_is_one_mget")
-    else {
+    check_n_hits("hit_grouped_mget", "/grouped", Hit::Mget).await;
+}
+
+/// Hits that arrive together share their `PING`s: each needs one sent after it
+/// began, and every hit waiting while one is out takes the next.
+#[tokio::test]
+async fn hits_at_once_share_their_pings() {
+    let Some(server) = RedisServer::start_private("hits_share_pings") else {
         return;
     };
-    let commands = n_hits(&server, "/grouped", false).await;
-    let expected = BTreeMap::from([("mget".to_owned(), N)]);
+    let hits = Hits::new();
+    let app = app(&server, Hit::Kept, &hits);
+    fetch(&app, "/grouped").await;
+    until_a_hit_is_one(&server, &app, "/grouped", "ping").await;
+    const AT_ONCE: u64 = 200;
+    let commands = server
+        .commands_during(async || {
+            let replies =
+                futures_util::future::join_all((0..AT_ONCE).map(|_| fetch(&app, "/grouped"))).await;
+            assert!(replies.iter().all(|r| r.is_hit()));
+        })
+        .await;
+    assert_eq!(hits.get(), 1);
+    let pings = commands.get("ping").copied().unwrap_or(0);
     assert_eq!(
-        commands, expected,
-        "commands run for {N} hits on a grouped page"
+        commands.keys().collect::<Vec<_>>(),
+        ["ping"],
+        "{AT_ONCE} hits at once ran {commands:?}"
+    );
+    assert!(
+        (1..AT_ONCE / 2).contains(&pings),
+        "{AT_ONCE} hits at once sent {pings} PINGs"
     );
 }
 

@@ -1,17 +1,20 @@
-//! Hits at tracked versions (one `GET`, the versions kept in process on a connection
-//! Redis tells of their changes) see every invalidation made before they began, by any
-//! process, of any kind; a broken tracking connection loses nothing and is made again;
-//! a server that refuses tracking is still a cache.
+//! Hits at tracked versions (the versions kept in process on a connection Redis tells
+//! of their changes), whether they read the page with one `GET` or serve the page kept
+//! in process after one `PING`, see every invalidation made before they began, by any
+//! process, of any kind, and every change of the page itself; a broken tracking
+//! connection loses nothing and is made again; a server that refuses tracking is still
+//! a cache.
 //!
 //! Each test checks first, with `INFO commandstats` on a server of its own, that the
-//! hits it relies on are single `GET`s: otherwise it would only test the `MGET` path.
+//! hits it relies on are single `PING`s (or `GET`s): otherwise it would only test the
+//! `MGET` path.
 
 use std::{collections::BTreeMap, time::Duration};
 
 use axum::{Extension, Router, extract::State, routing::get};
 use cache_page_runtime::{Cache, RedisStore, cache_page};
 use cache_page_tests::{
-    Hits, RedisServer, eventually, fetch, patient_cache, unique_namespace, until_a_hit_is_one_get,
+    Hits, RedisServer, eventually, fetch, patient_cache, unique_namespace, until_a_hit_is_one,
 };
 
 #[cache_page(timeout = 60, group = "g", prefix = "p")]
@@ -29,40 +32,113 @@ fn app(cache: &Cache, hits: &Hits) -> Router {
 }
 
 fn store(url: &str, namespace: &str) -> RedisStore {
-    RedisStore::builder(url)
+    near_store(url, namespace, true)
+}
+
+/// A store that keeps pages in process (`near`, the default) or reads them with one
+/// `GET`.
+fn near_store(url: &str, namespace: &str, near: bool) -> RedisStore {
+    let store = RedisStore::builder(url)
         .namespace(namespace)
         .command_timeout(Duration::from_secs(5))
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .expect("a valid URL")
+        .connect_timeout(Duration::from_secs(5));
+    let store = if near {
+        store
+    } else {
+        store.near_cache_bytes(0)
+    };
+    store.build().expect("a valid URL")
+}
+
+/// The one command of a tracked hit.
+fn hit_command(near: bool) -> &'static str {
+    if near { "ping" } else { "get" }
 }
 
 /// Two processes on one server: `b` hits at tracked versions, then `a` invalidates the
-/// page with `invalidate`; `b`'s next request must run the handler.
-async fn invalidation_reaches_a_tracked_hit(
-    test: &str,
-    invalidate: impl AsyncFnOnce(&Cache) -> u64,
-) {
+/// page with `invalidate`; `b`'s next request must run the handler. Once with `b`
+/// keeping the page in process, once reading it with a `GET`.
+async fn invalidation_reaches_a_tracked_hit(test: &str, invalidate: impl AsyncFn(&Cache) -> u64) {
     let Some(server) = RedisServer::start_private(test) else {
         return;
     };
-    let namespace = unique_namespace(test);
-    let hits = Hits::new();
-    let b_store = store(server.url(), &namespace);
-    let b = app(&patient_cache(b_store.clone()), &hits);
-    assert_eq!(fetch(&b, URI).await.text(), "run 1");
-    assert_eq!(until_a_hit_is_one_get(&server, &b, URI).await, "run 1");
+    for near in [true, false] {
+        let namespace = unique_namespace(test);
+        let hits = Hits::new();
+        let b_store = near_store(server.url(), &namespace, near);
+        let b = app(&patient_cache(b_store.clone()), &hits);
+        let command = hit_command(near);
+        assert_eq!(fetch(&b, URI).await.text(), "run 1");
+        assert_eq!(until_a_hit_is_one(&server, &b, URI, command).await, "run 1");
 
-    let a = patient_cache(store(server.url(), &namespace));
-    invalidate(&a).await;
-    let after = fetch(&b, URI).await;
-    assert!(
-        !after.is_hit(),
-        "{test}: a tracked hit served a page another process invalidated"
+        let a = patient_cache(store(server.url(), &namespace));
+        invalidate(&a).await;
+        let after = fetch(&b, URI).await;
+        assert!(
+            !after.is_hit(),
+            "{test}: a tracked hit (near: {near}) served a page another process invalidated"
+        );
+        assert_eq!(after.text(), "run 2");
+        // And the new page is a tracked hit again.
+        assert_eq!(until_a_hit_is_one(&server, &b, URI, command).await, "run 2");
+    }
+}
+
+/// The key of the one page stored on `server`.
+async fn the_page_key(server: &RedisServer) -> String {
+    let keys: Vec<String> = server.cmd(&["KEYS", "*:page:*"]).await;
+    assert_eq!(keys.len(), 1, "page keys: {keys:?}");
+    keys.into_iter().next().expect("one key")
+}
+
+/// A page kept in process is dropped when another process deletes it from Redis.
+#[tokio::test]
+async fn a_page_deleted_in_redis_is_not_served_from_process() {
+    let test = "kept_page_deleted";
+    let Some(server) = RedisServer::start_private(test) else {
+        return;
+    };
+    let hits = Hits::new();
+    let b = app(
+        &patient_cache(store(server.url(), &unique_namespace(test))),
+        &hits,
     );
+    fetch(&b, URI).await;
+    assert_eq!(until_a_hit_is_one(&server, &b, URI, "ping").await, "run 1");
+    let deleted: u64 = server.cmd(&["DEL", &the_page_key(&server).await]).await;
+    assert_eq!(deleted, 1);
+    let after = fetch(&b, URI).await;
+    assert!(!after.is_hit(), "a page deleted in Redis was served");
     assert_eq!(after.text(), "run 2");
-    // And the new page is a tracked hit again.
-    assert_eq!(until_a_hit_is_one_get(&server, &b, URI).await, "run 2");
+}
+
+/// A page kept in process gives way to the page another process stores in its place.
+#[tokio::test]
+async fn a_page_rewritten_in_redis_is_served_anew() {
+    let test = "kept_page_rewritten";
+    let Some(server) = RedisServer::start_private(test) else {
+        return;
+    };
+    let hits = Hits::new();
+    let b = app(
+        &patient_cache(store(server.url(), &unique_namespace(test))),
+        &hits,
+    );
+    fetch(&b, URI).await;
+    assert_eq!(until_a_hit_is_one(&server, &b, URI, "ping").await, "run 1");
+    // Another process's page, as it would store it: the same entry, another body.
+    let key = the_page_key(&server).await;
+    let stored: Vec<u8> = server.cmd(&["GET", &key]).await;
+    let mut entry = cache_page_runtime::Entry::decode(stored.into()).expect("an entry");
+    entry.body = "run elsewhere".into();
+    let encoded = entry.encode();
+    let mut set = redis::cmd("SET");
+    set.arg(&key).arg(encoded.as_ref()).arg("EX").arg(60);
+    let () = server.cli().await.query(&set).await;
+    let after = fetch(&b, URI).await;
+    assert!(after.is_hit());
+    assert_eq!(after.text(), "run elsewhere");
+    assert_eq!(hits.get(), 1);
 }
 
 #[tokio::test]
@@ -136,7 +212,7 @@ async fn a_broken_tracking_connection_loses_no_invalidation_and_is_made_again() 
     let b_store = store(server.url(), &namespace);
     let b = app(&patient_cache(b_store.clone()), &hits);
     fetch(&b, URI).await;
-    assert_eq!(until_a_hit_is_one_get(&server, &b, URI).await, "run 1");
+    assert_eq!(until_a_hit_is_one(&server, &b, URI, "ping").await, "run 1");
     assert_eq!(b_store.tracking_connections(), 1);
 
     // The invalidation is made while `b` has no tracking connection: no message about
@@ -162,7 +238,7 @@ async fn a_broken_tracking_connection_loses_no_invalidation_and_is_made_again() 
         },
     )
     .await;
-    assert_eq!(until_a_hit_is_one_get(&server, &b, URI).await, "run 2");
+    assert_eq!(until_a_hit_is_one(&server, &b, URI, "ping").await, "run 2");
     assert_eq!(hits.get(), 2);
 }
 
@@ -234,7 +310,7 @@ async fn pages_requested_once_leave_nothing_tracked() {
     let hits = Hits::new();
     let app = app(&patient_cache(store.clone()), &hits);
     fetch(&app, URI).await;
-    until_a_hit_is_one_get(&server, &app, URI).await;
+    until_a_hit_is_one(&server, &app, URI, "ping").await;
     let tracked = tracked_keys(&server).await;
     assert!(tracked > 0, "the hit's versions are tracked");
     for n in 0..20 {
@@ -248,7 +324,7 @@ async fn pages_requested_once_leave_nothing_tracked() {
     );
     // A second request for one of them is a hit, and its page is learnt.
     assert_eq!(
-        until_a_hit_is_one_get(&server, &app, "/page?once=3").await,
+        until_a_hit_is_one(&server, &app, "/page?once=3", "ping").await,
         "run 5"
     );
     assert!(tracked_keys(&server).await > tracked);

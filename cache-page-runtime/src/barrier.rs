@@ -1,0 +1,155 @@
+//! A read barrier on the tracking connection, shared by the hits waiting at once.
+//!
+//! A hit served from the pages kept in process (see [`tracking`](crate::tracking))
+//! must still know that no invalidation made before it began is on its way to us.
+//! Redis writes an invalidation message into the tracking connection's stream when the
+//! key changes, so the answer to any command sent after the change comes after the
+//! message. A `PING` sent after a request began is such a command: once its `PONG` is
+//! back, every invalidation that returned before the request began has been applied.
+//!
+//! One `PING` is out at a time. A hit needs one that was sent after it began: the next
+//! one. Every hit that arrives while a `PING` is out waits for the next, so one round
+//! trip confirms as many hits as arrived during the previous one. Under load a hit
+//! costs Redis a fraction of a command; alone, it costs one `PING`.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU8, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use redis::aio::MultiplexedConnection;
+use tokio::sync::Notify;
+
+use crate::Error;
+
+/// The barrier of one tracking connection.
+pub(crate) struct Barrier {
+    /// The number of the last `PING` whose sending began (the first is 1).
+    sent: AtomicU64,
+    /// The number of the last `PING` answered.
+    answered: AtomicU64,
+    /// The highest number a waiting hit needs.
+    wanted: AtomicU64,
+    state: AtomicU8,
+    /// Wakes the task that sends the `PING`s.
+    work: Notify,
+    /// Wakes the hits when a `PING` is answered or the barrier breaks.
+    done: Notify,
+    /// How long a `PING` may take, for the error of a timed-out one.
+    timeout: Duration,
+    /// Counts the `PING`s, as the store's round trips.
+    round_trips: Arc<AtomicU64>,
+}
+
+const OPEN: u8 = 0;
+/// A `PING` failed: the connection is broken and the hits go elsewhere.
+const FAILED: u8 = 1;
+/// A `PING` timed out.
+const TIMED_OUT: u8 = 2;
+/// The connection was dropped or closed.
+const CLOSED: u8 = 3;
+
+impl Barrier {
+    /// A barrier on `conn`: spawns the task that sends its `PING`s, which ends when
+    /// the barrier is [`close`](Self::close)d or breaks.
+    pub(crate) fn start(
+        conn: MultiplexedConnection,
+        timeout: Duration,
+        round_trips: Arc<AtomicU64>,
+    ) -> Arc<Self> {
+        let barrier = Arc::new(Barrier {
+            sent: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            wanted: AtomicU64::new(0),
+            state: AtomicU8::new(OPEN),
+            work: Notify::new(),
+            done: Notify::new(),
+            timeout,
+            round_trips,
+        });
+        tokio::spawn(Arc::clone(&barrier).send_pings(conn));
+        barrier
+    }
+
+    /// Returns once a `PING` sent after this call began is answered: every
+    /// invalidation message written before it has then been handled. An error when
+    /// the connection failed, timed out or was closed meanwhile.
+    pub(crate) async fn pass(&self) -> Result<(), Error> {
+        // A `PING` numbered past the last one begun is begun after this load.
+        let needed = self.sent.load(Ordering::SeqCst) + 1;
+        if self.wanted.fetch_max(needed, Ordering::SeqCst) < needed {
+            self.work.notify_one();
+        }
+        loop {
+            if let Some(outcome) = self.outcome(needed) {
+                return outcome;
+            }
+            let done = self.done.notified();
+            let mut done = std::pin::pin!(done);
+            done.as_mut().enable();
+            if let Some(outcome) = self.outcome(needed) {
+                return outcome;
+            }
+            done.await;
+        }
+    }
+
+    fn outcome(&self, needed: u64) -> Option<Result<(), Error>> {
+        if self.answered.load(Ordering::SeqCst) >= needed {
+            return Some(Ok(()));
+        }
+        match self.state.load(Ordering::SeqCst) {
+            OPEN => None,
+            TIMED_OUT => Some(Err(Error::Timeout(self.timeout))),
+            _ => Some(Err(Error::Redis(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "the tracking connection broke",
+            ))))),
+        }
+    }
+
+    /// Stops the barrier: waiting hits get an error, and the task ends.
+    pub(crate) fn close(&self) {
+        self.stop(CLOSED);
+    }
+
+    fn stop(&self, state: u8) {
+        let _ = self
+            .state
+            .compare_exchange(OPEN, state, Ordering::SeqCst, Ordering::SeqCst);
+        self.done.notify_waiters();
+        self.work.notify_one();
+    }
+
+    async fn send_pings(self: Arc<Self>, mut conn: MultiplexedConnection) {
+        loop {
+            while self.wanted.load(Ordering::SeqCst) <= self.sent.load(Ordering::SeqCst) {
+                if self.state.load(Ordering::SeqCst) != OPEN {
+                    return;
+                }
+                self.work.notified().await;
+            }
+            if self.state.load(Ordering::SeqCst) != OPEN {
+                return;
+            }
+            let number = self.sent.fetch_add(1, Ordering::SeqCst) + 1;
+            self.round_trips.fetch_add(1, Ordering::Relaxed);
+            let answer: Result<(), redis::RedisError> =
+                redis::cmd("PING").query_async(&mut conn).await;
+            match answer {
+                Ok(()) => {
+                    self.answered.store(number, Ordering::SeqCst);
+                    self.done.notify_waiters();
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, "the tracking connection's PING failed");
+                    self.stop(if err.is_timeout() { TIMED_OUT } else { FAILED });
+                    return;
+                }
+            }
+        }
+    }
+}
