@@ -12,6 +12,7 @@ use crate::{Cache, Error, MemoryStore};
 /// | `CACHE_PAGE_NAMESPACE`           | the namespace of every Redis key                   | `cache-page` |
 /// | `CACHE_PAGE_COMMAND_TIMEOUT_MS`  | longest wait for one Redis command                 | `250` |
 /// | `CACHE_PAGE_REDIS_TRACKING`      | `off`: hits read the versions too (one `MGET`), as behind a proxy that drops Redis's invalidation messages | `on` |
+/// | `CACHE_PAGE_REDIS_NEAR_CACHE_BYTES` | most bytes of pages the Redis store keeps in process; `0`: none (a hit is one `GET`) | `33554432` |
 /// | `CACHE_PAGE_TIMEOUT_MS`          | longest wait for any store operation of a request  | `500` |
 /// | `CACHE_PAGE_MAX_BODY_BYTES`      | largest body stored                                | `8388608` |
 /// | `CACHE_PAGE_STATUS_HEADER`       | the cache's name in `Cache-Status`, or `off`       | `cache-page` |
@@ -38,6 +39,7 @@ pub const VARIABLES: &[&str] = &[
     "CACHE_PAGE_NAMESPACE",
     "CACHE_PAGE_COMMAND_TIMEOUT_MS",
     "CACHE_PAGE_REDIS_TRACKING",
+    "CACHE_PAGE_REDIS_NEAR_CACHE_BYTES",
     "CACHE_PAGE_TIMEOUT_MS",
     "CACHE_PAGE_MAX_BODY_BYTES",
     "CACHE_PAGE_STATUS_HEADER",
@@ -104,6 +106,9 @@ impl Cache {
                         }
                     };
                     store = store.tracked_versions(on);
+                }
+                if let Some(bytes) = number("CACHE_PAGE_REDIS_NEAR_CACHE_BYTES")? {
+                    store = store.near_cache_bytes(bytes);
                 }
                 Cache::builder(store.build()?)
             }
@@ -177,6 +182,31 @@ mod tests {
         .unwrap();
         assert!(format!("{:?}", cache.store()).contains("\"shop\""));
         assert!(format!("{:?}", cache.store()).contains("tracked_versions: true"));
+        assert!(format!("{:?}", cache.store()).contains("near_cache_bytes: 33554432"));
+    }
+
+    #[tokio::test]
+    async fn the_near_cache_can_be_sized_or_turned_off() {
+        for (value, shown) in [
+            ("0", "near_cache_bytes: 0"),
+            ("1024", "near_cache_bytes: 1024"),
+        ] {
+            let cache = cache(&[
+                ("REDIS_URL", "redis://127.0.0.1:1/"),
+                ("CACHE_PAGE_REDIS_NEAR_CACHE_BYTES", value),
+            ])
+            .unwrap();
+            assert!(format!("{:?}", cache.store()).contains(shown));
+        }
+        let err = cache(&[
+            ("REDIS_URL", "redis://127.0.0.1:1/"),
+            ("CACHE_PAGE_REDIS_NEAR_CACHE_BYTES", "lots"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid value \"lots\" for CACHE_PAGE_REDIS_NEAR_CACHE_BYTES"
+        );
     }
 
     #[tokio::test]

@@ -175,6 +175,10 @@ impl std::fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("namespace", &self.namespace)
             .field("tracked_versions", &self.tracking.is_some())
+            .field(
+                "near_cache_bytes",
+                &self.tracking.as_ref().map_or(0, |t| t.near_cache_bytes()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -559,6 +563,8 @@ impl RedisStoreBuilder {
     /// With `0`, a hit is one `GET` of the entry at the tracked versions. Pages are
     /// weighed by their body, headers and URL; Redis also keeps the names of the
     /// pages each store keeps (see `tracking-table-max-keys` in redis.conf).
+    /// (`CACHE_PAGE_REDIS_NEAR_CACHE_BYTES` sets it for
+    /// [`Cache::from_env`](crate::Cache::from_env).)
     pub fn near_cache_bytes(mut self, max_bytes: u64) -> Self {
         self.near_cache_bytes = max_bytes;
         self

@@ -261,6 +261,11 @@ impl Tracking {
         }
     }
 
+    /// Most bytes of pages each connection keeps.
+    pub(crate) fn near_cache_bytes(&self) -> u64 {
+        self.near_cache_bytes
+    }
+
     /// How many tracking connections were made so far.
     pub(crate) fn connections(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
