@@ -36,7 +36,7 @@ use crate::{
         BoxFuture, Lookup, PageKey, SOFT_WINDOW, SoftRecord, Store, Superseded, Version,
         version_seed,
     },
-    tracking::{Link, Tracking},
+    tracking::{Link, Timeouts, Tracking},
 };
 
 /// Moves a version on in one command: `INCR` when it holds a number, otherwise a
@@ -527,10 +527,11 @@ impl RedisStoreBuilder {
     /// Whether hits read only the entry, at versions kept in process on a connection
     /// Redis tells of their changes (default `true`; Redis 6 or later, RESP3). A hit is
     /// then one `GET` (or one shared `PING` for a page kept in process, see
-    /// [`near_cache_bytes`](Self::near_cache_bytes)), and an invalidation from any process is still seen by every
-    /// request that starts after it returns: Redis sends the news of a change down
-    /// that connection before the answer to any read made after it, and a hit that
-    /// finds news of its versions with its answer reads again.
+    /// [`near_cache_bytes`](Self::near_cache_bytes)), and an invalidation from any
+    /// process is still seen by every request that starts after it returns: Redis
+    /// sends the news of a change down that connection before the answer to any read
+    /// made after it, and a hit that finds news of its versions with its answer reads
+    /// again.
     ///
     /// The store makes this connection itself (one more connection per store), and
     /// makes it again after a failure; until it is up, or when the server refuses
@@ -581,7 +582,10 @@ impl RedisStoreBuilder {
             Arc::new(Tracking::new(
                 client.get_connection_info(),
                 Arc::clone(&namespace),
-                (self.connect_timeout, self.command_timeout),
+                Timeouts {
+                    connect: self.connect_timeout,
+                    command: self.command_timeout,
+                },
                 self.near_cache_bytes,
                 Arc::clone(&round_trips),
             ))

@@ -67,10 +67,11 @@ pub(crate) struct Tracking {
     round_trips: Arc<AtomicU64>,
 }
 
+/// How long the tracking connection may take to connect, and to answer a command.
 #[derive(Clone, Copy)]
-struct Timeouts {
-    connect: Duration,
-    command: Duration,
+pub(crate) struct Timeouts {
+    pub(crate) connect: Duration,
+    pub(crate) command: Duration,
 }
 
 #[derive(Default)]
@@ -233,11 +234,10 @@ impl Tracking {
     pub(crate) fn new(
         info: &ConnectionInfo,
         namespace: Arc<str>,
-        timeouts: (Duration, Duration),
+        timeouts: Timeouts,
         near_cache_bytes: u64,
         round_trips: Arc<AtomicU64>,
     ) -> Self {
-        let (connect_timeout, command_timeout) = timeouts;
         let settings = info
             .redis_settings()
             .clone()
@@ -246,10 +246,7 @@ impl Tracking {
             .expect("a connection info that opened a client opens another");
         Tracking {
             client,
-            timeouts: Timeouts {
-                connect: connect_timeout,
-                command: command_timeout,
-            },
+            timeouts,
             namespace,
             link: RwLock::new(None),
             attempt: Mutex::new(Attempt::default()),

@@ -52,27 +52,24 @@ use std::{
     fmt::Write as _,
     path::{Path, PathBuf},
     process::{ExitCode, Stdio},
-    sync::LazyLock,
     time::{Duration, Instant},
 };
 
 use axum::{
     Router,
     body::Body,
-    extract::State,
     http::{Request, StatusCode, header},
-    response::{IntoResponse, Response},
+    response::Response,
     routing::get,
 };
-use bytes::Bytes;
 use cache_page_runtime::{Cache, MemoryStore, RedisStore, cache_page};
 use cache_page_tests::{
     RedisCli, RedisServer,
-    bench::{BODY_LEN, body_of, page, thousands},
+    bench::{BODY, BODY_KEY, BODY_LEN, bare, one_get, page, thousands},
     on_path,
 };
 use http_body_util::BodyExt;
-use redis::{AsyncCommands, aio::ConnectionManager};
+use redis::AsyncCommands;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tower::ServiceExt;
 
@@ -525,22 +522,9 @@ fn table(results: &[Measured], n: u64) -> String {
 // The child: sets up one mode, warms it up, makes N requests.
 // ---------------------------------------------------------------------------------
 
-static BODY: LazyLock<Bytes> = LazyLock::new(|| body_of(BODY_LEN));
+// `bare` and `get` are `bench::bare` and `bench::one_get`.
 
-/// `bare`: the bare handler.
-async fn bare() -> Response {
-    page(BODY.clone())
-}
-
-/// `get`: one Redis GET of the body.
-async fn one_get(State(mut conn): State<ConnectionManager>) -> Response {
-    match conn.get::<_, Vec<u8>>("bench:body").await {
-        Ok(body) => page(Bytes::from(body)),
-        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
-    }
-}
-
-/// `mem`, `redis`, `mget`: the bare handler, cached on the default cache.
+/// `mem`, `redis`, `redis-get`, `mget`: the bare handler, cached on the default cache.
 #[cache_page(timeout = 3600, group = "bench")]
 async fn cached() -> Response {
     page(BODY.clone())
@@ -679,10 +663,7 @@ async fn router(mode: Mode, url: &str) -> Result<Router, String> {
         "get" => {
             let client = redis::Client::open(url).map_err(|x| e(&x))?;
             let mut conn = client.get_connection_manager().await.map_err(|x| e(&x))?;
-            let () = conn
-                .set("bench:body", BODY.as_ref())
-                .await
-                .map_err(|x| e(&x))?;
+            let () = conn.set(BODY_KEY, BODY.as_ref()).await.map_err(|x| e(&x))?;
             return Ok(Router::new().route("/page", get(one_get)).with_state(conn));
         }
         "mem" => Cache::new(MemoryStore::new()),

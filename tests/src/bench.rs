@@ -1,11 +1,15 @@
 //! What the benchmarks share, so that they serve and report the same page the same
 //! way.
 
+use std::sync::LazyLock;
+
 use axum::{
-    http::header,
+    extract::State,
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
+use redis::{AsyncCommands, aio::ConnectionManager};
 
 /// The length of the benchmarks' page.
 pub const BODY_LEN: usize = 1024;
@@ -19,6 +23,25 @@ pub fn body_of(len: usize) -> Bytes {
 /// The page every configuration serves: `body` as `text/html`.
 pub fn page(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
+
+/// The benchmarks' page body, [`BODY_LEN`] bytes, made once.
+pub static BODY: LazyLock<Bytes> = LazyLock::new(|| body_of(BODY_LEN));
+
+/// Where [`one_get`] reads the body: the benchmark writes [`BODY`] there first.
+pub const BODY_KEY: &str = "bench:body";
+
+/// The bare handler: the page, with nothing else done.
+pub async fn bare() -> Response {
+    page(BODY.clone())
+}
+
+/// The handler doing one Redis `GET`: the body read from [`BODY_KEY`].
+pub async fn one_get(State(mut conn): State<ConnectionManager>) -> Response {
+    match conn.get::<_, Vec<u8>>(BODY_KEY).await {
+        Ok(body) => page(Bytes::from(body)),
+        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+    }
 }
 
 /// `35100` as `35,100`.

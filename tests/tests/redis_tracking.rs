@@ -91,13 +91,10 @@ async fn the_page_key(server: &RedisServer) -> String {
     keys.into_iter().next().expect("one key")
 }
 
-/// A page kept in process is dropped when another process deletes it from Redis.
-#[tokio::test]
-async fn a_page_deleted_in_redis_is_not_served_from_process() {
-    let test = "kept_page_deleted";
-    let Some(server) = RedisServer::start_private(test) else {
-        return;
-    };
+/// A private server and an app on it whose page is kept in process: its hits are one
+/// `PING` each.
+async fn a_kept_page(test: &str) -> Option<(RedisServer, Router, Hits)> {
+    let server = RedisServer::start_private(test)?;
     let hits = Hits::new();
     let b = app(
         &patient_cache(store(server.url(), &unique_namespace(test))),
@@ -105,6 +102,15 @@ async fn a_page_deleted_in_redis_is_not_served_from_process() {
     );
     fetch(&b, URI).await;
     assert_eq!(until_a_hit_is_one(&server, &b, URI, "ping").await, "run 1");
+    Some((server, b, hits))
+}
+
+/// A page kept in process is dropped when another process deletes it from Redis.
+#[tokio::test]
+async fn a_page_deleted_in_redis_is_not_served_from_process() {
+    let Some((server, b, _hits)) = a_kept_page("kept_page_deleted").await else {
+        return;
+    };
     let deleted: u64 = server.cmd(&["DEL", &the_page_key(&server).await]).await;
     assert_eq!(deleted, 1);
     let after = fetch(&b, URI).await;
@@ -115,17 +121,9 @@ async fn a_page_deleted_in_redis_is_not_served_from_process() {
 /// A page kept in process gives way to the page another process stores in its place.
 #[tokio::test]
 async fn a_page_rewritten_in_redis_is_served_anew() {
-    let test = "kept_page_rewritten";
-    let Some(server) = RedisServer::start_private(test) else {
+    let Some((server, b, hits)) = a_kept_page("kept_page_rewritten").await else {
         return;
     };
-    let hits = Hits::new();
-    let b = app(
-        &patient_cache(store(server.url(), &unique_namespace(test))),
-        &hits,
-    );
-    fetch(&b, URI).await;
-    assert_eq!(until_a_hit_is_one(&server, &b, URI, "ping").await, "run 1");
     // Another process's page, as it would store it: the same entry, another body.
     let key = the_page_key(&server).await;
     let stored: Vec<u8> = server.cmd(&["GET", &key]).await;
