@@ -93,10 +93,29 @@ pub struct VaryIndex {
     pub nonce: u64,
 }
 
+/// A request's clock reading in Unix milliseconds, taken once and used by every check
+/// of that request: one clock read and one conversion, not one of each per check.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Now(pub(crate) u64);
+
+impl Now {
+    pub(crate) fn read() -> Self {
+        Now(unix_ms(SystemTime::now()))
+    }
+}
+
 impl Entry {
     /// The entry's age at `now`.
     pub fn age_at(&self, now: SystemTime) -> Duration {
-        Duration::from_millis(unix_ms(now).saturating_sub(self.created_ms))
+        self.age(Now(unix_ms(now)))
+    }
+
+    pub(crate) fn age(&self, now: Now) -> Duration {
+        Duration::from_millis(now.0.saturating_sub(self.created_ms))
+    }
+
+    pub(crate) fn is_stale(&self, now: Now) -> bool {
+        self.age(now) >= self.ttl
     }
 
     /// Whether the entry is past its `ttl` at `now` (it may still be in its grace).

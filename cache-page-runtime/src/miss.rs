@@ -17,7 +17,7 @@ use http_body_util::BodyExt;
 
 use crate::{
     Cache, Entry, Error, PageConfig,
-    entry::{VaryIndex, unix_ms},
+    entry::{Now, VaryIndex, unix_ms},
     flight::Landed,
     key::{digest, variant_hash},
     policy::{self, Uncacheable},
@@ -70,7 +70,7 @@ impl Miss {
         match self.take_turn(target, handler).await {
             Turn::Ran(out) => out,
             Turn::Found(miss, entry) => {
-                let now = SystemTime::now();
+                let now = Now::read();
                 let response = hit(&miss.cache, &entry, &miss.parts, Served::Collapsed, now);
                 (response, Some(miss.landed(entry)))
             }
@@ -157,22 +157,22 @@ impl Miss {
             entry: Some(entry),
             scopes: self.scopes.clone(),
         };
-        let now = SystemTime::now();
+        let now = Now::read();
         find(&self.cache, &lookup, &self.parts, &self.url, now)
             .await
             .entry()
-            .filter(|entry| !entry.is_stale_at(now))
+            .filter(|entry| !entry.is_stale(now))
     }
 
     /// Whether this request may be served what another one stored: the same values of
     /// the headers it varies on, and fresh under this request's scope versions (so a
     /// request that started after an invalidation is never served a page from before).
     pub(crate) fn may_serve(&self, landed: &Landed) -> bool {
-        let now = SystemTime::now();
+        let now = Now::read();
         landed.seq > self.seq
             && landed.matches(&self.parts)
             && usable(&landed.entry, &self.scopes, &self.url, now)
-            && !landed.entry.is_stale_at(now)
+            && !landed.entry.is_stale(now)
     }
 
     pub(crate) fn landed(&self, entry: Arc<Entry>) -> Landed {

@@ -1,14 +1,16 @@
 //! Responses built by the cache: hits, `304 Not Modified`, and `Cache-Status` on
 //! responses that went around it.
 
-use std::{sync::LazyLock, time::SystemTime};
+use std::sync::LazyLock;
 
 use axum::{body::Body, response::Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header, request::Parts};
 
 use crate::{
-    Cache, Entry, policy,
+    Cache, Entry,
+    entry::Now,
+    policy,
     request::Forward,
     telemetry::{self, Outcome},
 };
@@ -72,9 +74,9 @@ pub(crate) fn hit(
     entry: &Entry,
     parts: &Parts,
     served: Served,
-    now: SystemTime,
+    now: Now,
 ) -> Response {
-    let age = entry.age_at(now);
+    let age = entry.age(now);
     telemetry::request(match served {
         Served::Hit if age >= entry.ttl => Outcome::Stale,
         Served::Superseded => Outcome::Stale,
@@ -154,12 +156,16 @@ where
             .flat_map(|v| v.split(','))
             .any(|tag| policy::weak_match(tag.trim(), etag));
     }
-    let since = request
+    let Some(since) = request
         .get(header::IF_MODIFIED_SINCE)
-        .and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok());
+        .and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok())
+    else {
+        // No date to compare: the page's own `Last-Modified` is not even parsed.
+        return false;
+    };
     let modified =
         find(&header::LAST_MODIFIED).and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok());
-    matches!((since, modified), (Some(since), Some(modified)) if modified <= since)
+    modified.is_some_and(|modified| modified <= since)
 }
 
 pub(crate) fn set_status(headers: &mut HeaderMap, value: std::fmt::Arguments<'_>) {

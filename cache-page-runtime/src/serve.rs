@@ -4,7 +4,7 @@
 //! cache can make a page slower or faster, never fail it. Responses are built in
 //! `respond`, misses are run and stored in `miss`.
 
-use std::{sync::Arc, time::SystemTime};
+use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderName, header, request::Parts};
@@ -12,7 +12,7 @@ use tracing::Instrument as _;
 
 use crate::{
     Cache, Entry, Error, PageConfig,
-    entry::VaryIndex,
+    entry::{Now, VaryIndex},
     flight::{Join, Landed, Waited},
     key::{canonical_url, digest, variant_hash},
     miss::Miss,
@@ -128,7 +128,7 @@ where
             return response;
         }
     };
-    let now = SystemTime::now();
+    let now = Now::read();
     let (found, target) = match find(&cache, &lookup, &parts, url, now).await {
         Found::Nothing => (
             None,
@@ -171,7 +171,7 @@ where
     if let Some(entry) = found
         && !refresh
     {
-        if superseded || entry.is_stale_at(now) {
+        if superseded || entry.is_stale(now) {
             // In its grace period: serve it, and refresh it in the background unless
             // another request already does. A refresh that fails stores nothing, so
             // the stale page goes on being served (stale-if-error).
@@ -249,7 +249,7 @@ where
                         &landed.entry,
                         &miss.parts,
                         Served::Collapsed,
-                        SystemTime::now(),
+                        Now::read(),
                     );
                     leader.relay(landed);
                     return response;
@@ -265,7 +265,7 @@ where
                         &landed.entry,
                         &miss.parts,
                         Served::Collapsed,
-                        SystemTime::now(),
+                        Now::read(),
                     );
                 }
                 Waited::LeaderGone if rejoins < 3 => {
@@ -317,7 +317,7 @@ async fn superseded(
     scopes: &[u64],
     parts: &Parts,
     url: &str,
-    now: SystemTime,
+    now: Now,
     grace: u64,
 ) -> Option<Arc<Entry>> {
     let old = match cache.guarded(cache.store().soft_lookup(page)).await {
@@ -327,7 +327,7 @@ async fn superseded(
             return None;
         }
     };
-    let since = crate::entry::unix_ms(now).saturating_sub(old.invalidated_ms);
+    let since = now.0.saturating_sub(old.invalidated_ms);
     if since >= grace.saturating_mul(1000) {
         return None;
     }
@@ -376,8 +376,8 @@ pub(crate) struct Target {
 /// was stored for (its origin): they are compared only when this request has the same
 /// path, or the same URL, so that pages a key function shares between URLs are shared.
 /// The prefix version, past them, always applies.
-pub(crate) fn usable(entry: &Entry, scopes: &[u64], url: &str, now: SystemTime) -> bool {
-    if entry.age_at(now) >= entry.store_ttl() || entry.scopes.len() != scopes.len() {
+pub(crate) fn usable(entry: &Entry, scopes: &[u64], url: &str, now: Now) -> bool {
+    if entry.age(now) >= entry.store_ttl() || entry.scopes.len() != scopes.len() {
         return false;
     }
     let path = |u: &str| u.bytes().position(|b| b == b'?').unwrap_or(u.len());
@@ -400,7 +400,7 @@ pub(crate) async fn find(
     lookup: &Lookup,
     parts: &Parts,
     url: &str,
-    now: SystemTime,
+    now: Now,
 ) -> Found {
     let Some(entry) = lookup
         .entry
