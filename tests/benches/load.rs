@@ -979,6 +979,16 @@ fn thousands(x: f64) -> String {
     bench::thousands(x.round() as u64)
 }
 
+/// `x` to `prec` decimals (with its sign when `signed`), or "n/a" when a configuration
+/// it depends on was not run (under `--only`).
+fn fixed(x: f64, prec: usize, signed: bool) -> String {
+    match (x.is_finite(), signed) {
+        (false, _) => "n/a".to_owned(),
+        (true, true) => format!("{x:+.prec$}"),
+        (true, false) => format!("{x:.prec$}"),
+    }
+}
+
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
@@ -1347,11 +1357,11 @@ async fn run(opts: Options) -> Result<(), String> {
     for (c, s) in configs.iter().zip(&loaded).take(n_hit) {
         out!(
             r,
-            "| {} | {} | {} | {:.2} | {:.0} | {:.0} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {} | {} | {} |",
             c.id,
             c.label,
             thousands(s.rps),
-            s.rps / bare_rps,
+            fixed(s.rps / bare_rps, 2, false),
             s.p50,
             s.p99,
             s.rounds
@@ -1496,13 +1506,13 @@ async fn run(opts: Options) -> Result<(), String> {
         };
         out!(
             r,
-            "| {} | {} | {} | {:.0} | {:.0} | {:+.0} | {} |",
+            "| {} | {} | {} | {:.0} | {:.0} | {} | {} |",
             c.id,
             c.label,
             thousands(s.rps),
             s.p50,
             s.p99,
-            s.p50 - base,
+            fixed(s.p50 - base, 0, true),
             trips(c, s)
         );
     }
@@ -1524,14 +1534,14 @@ async fn run(opts: Options) -> Result<(), String> {
     for (c, s) in configs.iter().zip(&loaded).skip(n_hit) {
         out!(
             r,
-            "| {} | {} | {} | {:.2} | {:.0} | {:.0} | {:+.1} µs | {} | {} |",
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {} µs | {} | {} |",
             c.id,
             c.label,
             thousands(s.rps),
-            s.rps / miss_bare,
+            fixed(s.rps / miss_bare, 2, false),
             s.p50,
             s.p99,
-            (1.0 / s.rps - 1.0 / miss_bare) * 1e6,
+            fixed((1.0 / s.rps - 1.0 / miss_bare) * 1e6, 1, true),
             trips(c, s),
             s.errors
         );
@@ -1539,11 +1549,13 @@ async fn run(opts: Options) -> Result<(), String> {
     let rtt = by_id("b", &single).map_or(f64::NAN, |s| s.p50) - single_bare;
     let miss_over = by_id("d′", &single).map_or(f64::NAN, |s| s.p50) - single_bare_unique;
     let miss_trips = by_id("d′", &single).map_or(f64::NAN, |s| s.trips);
-    out!(r, "");
-    out!(
-        r,
-        "At 1 connection a Redis miss adds {miss_over:.0} µs to the bare handler's p50 and makes {miss_trips:.1} round trips to Redis; one round trip from a handler adds {rtt:.0} µs (b − a)."
-    );
+    if miss_over.is_finite() && rtt.is_finite() {
+        out!(r, "");
+        out!(
+            r,
+            "At 1 connection a Redis miss adds {miss_over:.0} µs to the bare handler's p50 and makes {miss_trips:.1} round trips to Redis; one round trip from a handler adds {rtt:.0} µs (b − a)."
+        );
+    }
 
     out!(r, "");
     out!(
