@@ -120,7 +120,7 @@ impl Entry {
 
     /// Whether the entry is past its `ttl` at `now` (it may still be in its grace).
     pub fn is_stale_at(&self, now: SystemTime) -> bool {
-        self.age_at(now) >= self.ttl
+        self.is_stale(Now(unix_ms(now)))
     }
 
     /// About how many bytes the entry holds: its body, its headers and its origin.
