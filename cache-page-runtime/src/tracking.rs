@@ -89,12 +89,38 @@ pub(crate) struct Link {
 }
 
 /// Pages kept in process, by hash (at the versions of their groups).
-type Pages = moka::sync::Cache<Box<str>, Arc<Entry>, foldhash::fast::RandomState>;
+///
+/// A quick_cache cache (CLOCK-Pro eviction, sharded locks), not moka: reading a page
+/// here is on every near-cache hit, and quick_cache's read is a shard's read lock and
+/// a probe, where moka's also reads the clock and queues the read for its eviction
+/// policy. Kept pages need neither a TTL (a hit checks the entry's age) nor eviction
+/// listeners.
+type Pages =
+    quick_cache::sync::Cache<Box<str>, Arc<Entry>, PageWeight, foldhash::fast::RandomState>;
 
-/// A kept page's weight against [`Tracking::near_cache_bytes`].
-#[allow(clippy::borrowed_box)] // the key type is moka's
-fn weigh(hash: &Box<str>, entry: &Arc<Entry>) -> u32 {
-    u32::try_from(hash.len() + entry.weight()).unwrap_or(u32::MAX)
+/// A kept page's weight against [`Tracking::near_cache_bytes`]: its hash, and the
+/// entry's body, headers and URL.
+#[derive(Clone, Copy, Debug)]
+struct PageWeight;
+
+impl quick_cache::Weighter<Box<str>, Arc<Entry>> for PageWeight {
+    #[allow(clippy::borrowed_box)] // the key type is the cache's
+    fn weight(&self, hash: &Box<str>, entry: &Arc<Entry>) -> u64 {
+        (hash.len() + entry.weight()) as u64
+    }
+}
+
+/// An empty near cache of at most `bytes`.
+fn pages(bytes: u64) -> Pages {
+    // The estimate sizes the cache's memory of recently evicted keys, not the pages.
+    let estimated_pages = usize::try_from(bytes / 4096).unwrap_or(usize::MAX).max(64);
+    Pages::with(
+        estimated_pages,
+        bytes,
+        PageWeight,
+        foldhash::fast::RandomState::default(),
+        Default::default(),
+    )
 }
 
 /// What was learnt on one connection, emptied by Redis's invalidation messages.
@@ -168,7 +194,7 @@ impl Known {
                             }
                             Some(Tracked::Page(hash)) => {
                                 if let Some(kept) = &self.pages {
-                                    kept.invalidate(hash);
+                                    kept.remove(hash);
                                 }
                                 any = true;
                             }
@@ -196,7 +222,7 @@ impl Known {
             map.clear();
         }
         if let Some(kept) = &self.pages {
-            kept.invalidate_all();
+            kept.clear();
         }
         self.epoch.fetch_add(1, Ordering::SeqCst);
     }
@@ -325,12 +351,7 @@ impl Tracking {
     }
 
     async fn connect(&self) -> Result<Arc<Link>, Error> {
-        let pages = (self.near_cache_bytes > 0).then(|| {
-            moka::sync::Cache::builder()
-                .max_capacity(self.near_cache_bytes)
-                .weigher(weigh)
-                .build_with_hasher(foldhash::fast::RandomState::default())
-        });
+        let pages = (self.near_cache_bytes > 0).then(|| pages(self.near_cache_bytes));
         let known = Arc::new(Known {
             namespace: Arc::clone(&self.namespace),
             pages,
@@ -619,7 +640,7 @@ mod tests {
     #[test]
     fn an_invalidation_of_a_kept_page_drops_it_and_moves_the_epoch() {
         let k = Known {
-            pages: Some(moka::sync::Cache::builder().build_with_hasher(Default::default())),
+            pages: Some(pages(1 << 20)),
             ..known()
         };
         let pages = k.pages.as_ref().unwrap();
@@ -684,5 +705,25 @@ mod tests {
         });
         assert!(k.versions.read().unwrap()[0].is_empty());
         assert!(k.closed.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn the_near_cache_holds_at_most_its_bytes() {
+        let body: &'static str = "x".repeat(1000).leak();
+        let kept = pages(64 * 1024);
+        for i in 0..1000 {
+            kept.insert(format!("{i:032x}").into(), entry(body));
+        }
+        let weight =
+            quick_cache::Weighter::weight(&PageWeight, &"0".repeat(32).into(), &entry(body));
+        assert!(weight > 1000, "the body counts: {weight}");
+        assert!(kept.weight() <= 64 * 1024, "{} bytes kept", kept.weight());
+        assert!(
+            kept.len() as u64 >= 64 * 1024 / weight / 2,
+            "{} pages kept",
+            kept.len()
+        );
+        // The page kept last is there.
+        assert!(kept.get(format!("{:032x}", 999).as_str()).is_some());
     }
 }
