@@ -118,6 +118,12 @@ impl Entry {
         self.age(now) >= self.ttl
     }
 
+    /// Whether the entry is past its `ttl` and its `grace` at `now`: no store may
+    /// serve it any more.
+    pub(crate) fn is_expired(&self, now: Now) -> bool {
+        self.age(now) >= self.store_ttl()
+    }
+
     /// Whether the entry is past its `ttl` at `now` (it may still be in its grace).
     pub fn is_stale_at(&self, now: SystemTime) -> bool {
         self.is_stale(Now(unix_ms(now)))

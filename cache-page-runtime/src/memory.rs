@@ -3,21 +3,19 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::{Arc, Mutex, RwLock},
-    time::{Duration, Instant},
 };
-
-use moka::{notification::RemovalCause, sync::Cache as Moka};
 
 use crate::{
     Entry, Error,
-    entry::unix_ms,
+    entry::{Now, unix_ms},
     store::{BoxFuture, Lookup, PageKey, SoftRecord, Store, Superseded, Version, version_seed},
 };
 
 /// The in-process store: the default when nothing else is installed.
 ///
-/// Bounded in bytes and in entries (the least recently used entries go first), and
-/// every entry expires after its own timeout plus grace. Group and prefix versions are
+/// Bounded in bytes and in entries (entries not read lately go first), and every entry
+/// expires after its own timeout plus grace: it is not found after that, and its room
+/// is taken back when it is next looked up, counted or evicted. Group and prefix versions are
 /// kept beside the entries and never evicted; path and URL versions (one per page) are
 /// bounded like the entries, and a forgotten one is re-seeded, which costs a miss.
 ///
@@ -37,9 +35,62 @@ use crate::{
 pub struct MemoryStore {
     /// Keyed by page hash: md5 hex, which no request can steer into collisions, so a
     /// fast hasher is safe there.
-    entries: Moka<String, Arc<Entry>, foldhash::fast::RandomState>,
+    entries: Arc<Entries>,
     versions: Arc<Versions>,
     tags: Arc<Mutex<TagIndex>>,
+}
+
+/// The entries, by page hash.
+///
+/// A quick_cache cache (CLOCK-Pro eviction, sharded locks), not moka: a hit reads it
+/// on every request, and quick_cache's read is a shard's read lock and a probe, where
+/// moka's also reads the clock and queues the read for its eviction policy. Expiry is
+/// checked by the reader against the entry's own age instead.
+type Entries =
+    quick_cache::sync::Cache<String, Arc<Entry>, Weight, foldhash::fast::RandomState, Evicted>;
+
+/// An entry's weight against `max_bytes`: its hash and the entry's body, headers and
+/// URL, and at least `floor` (`max_bytes / max_entries`), so that the byte bound also
+/// bounds the count.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Weight {
+    pub(crate) floor: u64,
+}
+
+impl quick_cache::Weighter<String, Arc<Entry>> for Weight {
+    fn weight(&self, hash: &String, entry: &Arc<Entry>) -> u64 {
+        ((hash.len() + entry.weight()) as u64).max(self.floor)
+    }
+}
+
+/// Collects the hashes an insert evicts (or replaces, or refuses as too large), for
+/// the insert to take them out of the tag index once the cache's lock is released.
+#[derive(Clone, Copy, Debug, Default)]
+struct Evicted;
+
+impl quick_cache::Lifecycle<String, Arc<Entry>> for Evicted {
+    type RequestState = Vec<String>;
+
+    fn on_evict(&self, evicted: &mut Vec<String>, hash: String, _: Arc<Entry>) {
+        evicted.push(hash);
+    }
+}
+
+/// The options of an in-process cache of at most `bytes`: shards of at least 4 MiB
+/// each (a page larger than its shard is not kept), and no more than quick_cache would
+/// choose for the machine's cores.
+pub(crate) fn sharded(bytes: u64, estimated_items: usize) -> quick_cache::Options {
+    const SHARD_BYTES: u64 = 4 * 1024 * 1024;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let shards = usize::try_from(bytes / SHARD_BYTES)
+        .unwrap_or(usize::MAX)
+        .clamp(1, cores * 4);
+    quick_cache::OptionsBuilder::new()
+        .shards(shards)
+        .estimated_items_capacity(estimated_items.max(1))
+        .weight_capacity(bytes)
+        .build()
+        .expect("shards, items and weight are set")
 }
 
 /// Versions by kind, read without allocating.
@@ -113,8 +164,8 @@ impl TagIndex {
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("entries", &self.entries.entry_count())
-            .field("bytes", &self.entries.weighted_size())
+            .field("entries", &self.entries.len())
+            .field("bytes", &self.entries.weight())
             .finish()
     }
 }
@@ -243,22 +294,61 @@ impl MemoryStore {
         }
     }
 
-    /// Number of entries held (after pending evictions are applied).
+    /// Number of entries held (expired ones are dropped first).
     pub fn entry_count(&self) -> u64 {
-        self.entries.run_pending_tasks();
-        self.entries.entry_count()
+        self.drop_expired();
+        self.entries.len() as u64
     }
 
-    /// Bytes of entries held (after pending evictions are applied).
+    /// Bytes of entries held (expired ones are dropped first).
     pub fn weighted_size(&self) -> u64 {
-        self.entries.run_pending_tasks();
-        self.entries.weighted_size()
+        self.drop_expired();
+        self.entries.weight()
     }
 
-    /// Number of tags with at least one entry (after pending evictions are applied).
+    /// Number of tags with at least one entry (expired ones are dropped first).
     pub fn tag_count(&self) -> usize {
-        self.entries.run_pending_tasks();
+        self.drop_expired();
         lock(&self.tags).by_tag.len()
+    }
+
+    /// Drops every expired entry: one pass over all of them.
+    fn drop_expired(&self) {
+        let now = Now::read();
+        let expired = Mutex::new(Vec::new());
+        self.entries.retain(|hash, entry| {
+            let live = !entry.is_expired(now);
+            if !live {
+                lock(&expired).push(hash.clone());
+            }
+            live
+        });
+        let expired = expired.into_inner().unwrap_or_else(|e| e.into_inner());
+        if !expired.is_empty() {
+            let mut tags = lock(&self.tags);
+            for hash in &expired {
+                tags.forget(hash);
+            }
+        }
+    }
+
+    /// The entry at `hash` unless it expired, in which case it is dropped.
+    fn live(&self, hash: &str, now: Now) -> Option<Arc<Entry>> {
+        let entry = self.entries.get(hash)?;
+        if !entry.is_expired(now) {
+            return Some(entry);
+        }
+        self.remove_now(hash);
+        None
+    }
+
+    /// Removes the entry at `hash`, and it from the tag index.
+    fn remove_now(&self, hash: &str) -> bool {
+        let removed = self.entries.remove(hash).is_some();
+        if removed {
+            lock(&self.tags).forget(hash);
+        }
+        removed
     }
 }
 
@@ -281,30 +371,20 @@ impl MemoryStoreBuilder {
         // bounds the count.
         let floor = (self.max_bytes / self.max_entries).max(1);
         let tags: Arc<Mutex<TagIndex>> = Arc::default();
-        let index = Arc::downgrade(&tags);
-        let entries = Moka::builder()
-            .max_capacity(self.max_bytes)
-            .weigher(move |key: &String, e: &Arc<Entry>| {
-                let size = key.len() + e.weight();
-                u32::try_from((size as u64).max(floor)).unwrap_or(u32::MAX)
-            })
-            .expire_after(EntryTtl)
-            .eviction_listener(move |hash: Arc<String>, _, cause| {
-                // A replaced entry keeps its hash, whose tags were just recorded.
-                if cause != RemovalCause::Replaced
-                    && let Some(index) = index.upgrade()
-                {
-                    lock(&index).forget(&hash);
-                }
-            })
-            .build_with_hasher(foldhash::fast::RandomState::default());
+        let max_entries = usize::try_from(self.max_entries).unwrap_or(usize::MAX);
+        let entries = Entries::with_options(
+            sharded(self.max_bytes, max_entries),
+            Weight { floor },
+            foldhash::fast::RandomState::default(),
+            Evicted,
+        );
         // Invalidated paths and URLs kept: as many as pages, at least 1,024.
         let capacity = usize::try_from(self.max_entries)
             .unwrap_or(usize::MAX)
             .max(1024);
         let scoped = || RwLock::new(Scoped::new(capacity));
         MemoryStore {
-            entries,
+            entries: Arc::new(entries),
             versions: Arc::new(Versions {
                 groups: RwLock::default(),
                 prefixes: RwLock::default(),
@@ -318,25 +398,10 @@ impl MemoryStoreBuilder {
     }
 }
 
-struct EntryTtl;
-
-impl moka::Expiry<String, Arc<Entry>> for EntryTtl {
-    fn expire_after_create(&self, _: &String, e: &Arc<Entry>, _: Instant) -> Option<Duration> {
-        Some(e.store_ttl())
-    }
-    fn expire_after_update(
-        &self,
-        _: &String,
-        e: &Arc<Entry>,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(e.store_ttl())
-    }
-}
-
 impl MemoryStore {
-    /// [`Store::lookup`], answered at once.
+    /// [`Store::lookup`], answered at once, but for expiry: the entry may be past its
+    /// timeout and grace, which the request path checks for itself (see
+    /// `serve::usable`) with its own clock reading.
     pub(crate) fn lookup_now(&self, page: PageKey<'_>) -> Lookup {
         let hash = page.hash_at(
             page.groups
@@ -359,11 +424,20 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     fn lookup<'a>(&'a self, page: PageKey<'a>) -> BoxFuture<'a, Result<Lookup, Error>> {
-        Box::pin(std::future::ready(Ok(self.lookup_now(page))))
+        let mut lookup = self.lookup_now(page);
+        if lookup
+            .entry
+            .as_ref()
+            .is_some_and(|e| e.is_expired(Now::read()))
+        {
+            self.remove_now(&lookup.hash);
+            lookup.entry = None;
+        }
+        Box::pin(std::future::ready(Ok(lookup)))
     }
 
     fn get<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<Arc<Entry>>, Error>> {
-        Box::pin(std::future::ready(Ok(self.entries.get(hash))))
+        Box::pin(std::future::ready(Ok(self.live(hash, Now::read()))))
     }
 
     fn insert<'a>(
@@ -387,12 +461,23 @@ impl Store for MemoryStore {
                 .or_default()
                 .extend(tags.iter().cloned());
         }
-        self.entries.insert(hash.to_owned(), entry);
+        let mut evicted = Vec::new();
+        self.entries
+            .insert_with_lifecycle(hash.to_owned(), entry, &mut evicted);
+        if !evicted.is_empty() {
+            // A replaced entry keeps its hash, whose tags were just recorded; one refused
+            // (larger than its shard) is not held.
+            let replaced = |h: &String| h == hash && self.entries.contains_key(hash);
+            let mut index = lock(&self.tags);
+            for gone in evicted.iter().filter(|h| !replaced(h)) {
+                index.forget(gone);
+            }
+        }
         Box::pin(std::future::ready(Ok(())))
     }
 
     fn remove<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
-        let removed = self.entries.remove(hash).is_some();
+        let removed = self.remove_now(hash);
         Box::pin(std::future::ready(Ok(removed)))
     }
 
@@ -430,7 +515,7 @@ impl Store for MemoryStore {
             page.superseded_versions(&current, &records)
                 .and_then(|(versions, invalidated_ms)| {
                     let hash = page.hash_at(versions.iter().copied());
-                    let entry = self.entries.get(&hash)?;
+                    let entry = self.live(&hash, Now(now))?;
                     Some(Superseded {
                         hash,
                         entry,
@@ -444,7 +529,7 @@ impl Store for MemoryStore {
         let hashes = lock(&self.tags).by_tag.remove(tag).unwrap_or_default();
         let mut deleted = 0;
         for hash in hashes {
-            if self.entries.remove(&hash).is_some() {
+            if self.remove_now(&hash) {
                 deleted += 1;
             }
         }
@@ -457,13 +542,14 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use http::StatusCode;
+    use std::time::Duration;
 
     fn entry(body: &'static [u8], ttl: Duration) -> Arc<Entry> {
         Arc::new(Entry {
             status: StatusCode::OK,
             headers: vec![],
             body: Bytes::from_static(body),
-            created_ms: 0,
+            created_ms: unix_ms(std::time::SystemTime::now()),
             ttl,
             grace: Duration::ZERO,
             origin: String::new(),
@@ -559,12 +645,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        store.entries.run_pending_tasks();
-        assert!(
-            store.entries.weighted_size() <= 50_000,
-            "{}",
-            store.entries.weighted_size()
-        );
+        assert!(store.weighted_size() <= 50_000, "{}", store.weighted_size());
     }
 
     #[tokio::test]
@@ -648,5 +729,40 @@ mod tests {
         );
         let bumped_0 = seen[1];
         assert_ne!(now, bumped_0);
+    }
+
+    #[tokio::test]
+    async fn expired_entries_are_neither_found_nor_counted() {
+        let store = MemoryStore::new();
+        let aged = |body: &'static [u8], secs: u64, grace: u64| {
+            let mut e = (*entry(body, Duration::from_secs(60))).clone();
+            e.created_ms -= secs * 1000;
+            e.grace = Duration::from_secs(grace);
+            Arc::new(e)
+        };
+        let tagged = vec!["t".to_owned()];
+        let old = get(&store, &[], "/old").await.hash;
+        store
+            .insert(&old, aged(b"old", 61, 0), &tagged)
+            .await
+            .unwrap();
+        let graced = get(&store, &[], "/graced").await.hash;
+        store
+            .insert(&graced, aged(b"graced", 90, 60), &[])
+            .await
+            .unwrap();
+        let live = get(&store, &[], "/live").await.hash;
+        store
+            .insert(&live, entry(b"live", Duration::from_secs(60)), &[])
+            .await
+            .unwrap();
+
+        assert!(get(&store, &[], "/old").await.entry.is_none());
+        assert!(store.get(&old).await.unwrap().is_none());
+        // Past its timeout but within its grace: the request path serves it stale.
+        assert!(get(&store, &[], "/graced").await.entry.is_some());
+        assert!(get(&store, &[], "/live").await.entry.is_some());
+        assert_eq!(store.entry_count(), 2);
+        assert_eq!(store.tag_count(), 0, "the expired entry left the tag index");
     }
 }

@@ -377,7 +377,7 @@ pub(crate) struct Target {
 /// path, or the same URL, so that pages a key function shares between URLs are shared.
 /// The prefix version, past them, always applies.
 pub(crate) fn usable(entry: &Entry, scopes: &[u64], url: &str, now: Now) -> bool {
-    if entry.age(now) >= entry.store_ttl() || entry.scopes.len() != scopes.len() {
+    if entry.is_expired(now) || entry.scopes.len() != scopes.len() {
         return false;
     }
     let path = |u: &str| u.bytes().position(|b| b == b'?').unwrap_or(u.len());

@@ -114,9 +114,8 @@ impl quick_cache::Weighter<Box<str>, Arc<Entry>> for PageWeight {
 fn pages(bytes: u64) -> Pages {
     // The estimate sizes the cache's memory of recently evicted keys, not the pages.
     let estimated_pages = usize::try_from(bytes / 4096).unwrap_or(usize::MAX).max(64);
-    Pages::with(
-        estimated_pages,
-        bytes,
+    Pages::with_options(
+        crate::memory::sharded(bytes, estimated_pages),
         PageWeight,
         foldhash::fast::RandomState::default(),
         Default::default(),
