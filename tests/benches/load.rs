@@ -736,7 +736,10 @@ fn summarize(runs: &[Run]) -> Summary {
     }
 }
 
-/// Runs every configuration once per round, interleaved.
+/// Runs every configuration once per round, interleaved, and every other round in
+/// reverse order: a machine that slows down (or speeds up) through the run then moves
+/// the configurations compared by a ratio both ways, instead of always favouring the
+/// one measured first.
 async fn measure(
     configs: &[Config],
     rounds: usize,
@@ -746,7 +749,11 @@ async fn measure(
 ) -> Result<Vec<Summary>, String> {
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); configs.len()];
     for round in 1..=rounds {
-        for (c, runs) in configs.iter().zip(&mut runs) {
+        let mut order: Vec<(&Config, &mut Vec<Run>)> = configs.iter().zip(&mut runs).collect();
+        if round % 2 == 0 {
+            order.reverse();
+        }
+        for (c, runs) in order {
             let run = load(c, "/page", secs, warmup, conns).await?;
             eprintln!(
                 "round {round}/{rounds}, {conns} conns, ({}) {:<40} {:>9} req/s  p50 {:>6} µs  p99 {:>6} µs  errors {}  handler runs {}  Redis round trips/request {}",
@@ -1365,7 +1372,7 @@ async fn run(opts: Options) -> Result<(), String> {
     );
     out!(
         r,
-        "- Load: {} keep-alive HTTP/1.1 connections from a separate process; {} rounds of {} s per configuration after {} s of warm-up, interleaved; 1 KiB body",
+        "- Load: {} keep-alive HTTP/1.1 connections from a separate process; {} rounds of {} s per configuration after {} s of warm-up, interleaved, every other round in reverse order; 1 KiB body",
         opts.conns,
         opts.rounds,
         opts.secs,
