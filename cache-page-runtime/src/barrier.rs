@@ -96,7 +96,16 @@ impl Barrier {
             if let Some(outcome) = self.outcome(needed) {
                 return outcome;
             }
-            done.await;
+            // Parked until the PING out now is answered or fails, then the next one:
+            // within two command timeouts, whatever Redis does.
+            std::future::poll_fn(|cx| {
+                let poll = done.as_mut().poll(cx);
+                if poll.is_pending() {
+                    crate::cache::bounded_wait::set(self.timeout.saturating_mul(2));
+                }
+                poll
+            })
+            .await;
         }
     }
 

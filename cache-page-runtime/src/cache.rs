@@ -353,29 +353,70 @@ impl Cache {
     ) -> Result<T, Error> {
         let timeout = self.inner.settings.timeout;
         let mut fut = std::pin::pin!(fut);
+        // Whether the future is parked on a wait that its store bounds itself, within
+        // this timeout (see `bounded_wait`).
+        let bounded = || bounded_wait::take().is_some_and(|bound| bound <= timeout);
         // An in-process store answers on the first poll: no timer is set for it (a
         // timer reads the clock and is registered, then cancelled, with the runtime).
-        let mut first = true;
+        bounded_wait::take();
         if let Poll::Ready(out) =
             std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await
         {
             return out;
         }
-        // The future was polled just now and holds this task's waker; the timer starts
-        // from here, and the future is polled again only once it is woken.
-        let mut timer = std::pin::pin!(tokio::time::sleep(timeout));
+        // The future was polled just now and holds this task's waker; the deadline
+        // runs from here, and the future is polled again only once it is woken. While
+        // it waits on a bounded wait, no timer is registered; one is as soon as it
+        // waits on anything else.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
+        if !bounded() {
+            timer.set(Some(tokio::time::sleep_until(deadline)));
+        }
+        let mut first = true;
         std::future::poll_fn(|cx| {
-            if !std::mem::take(&mut first)
-                && let Poll::Ready(out) = fut.as_mut().poll(cx)
-            {
-                return Poll::Ready(out);
+            if !std::mem::take(&mut first) {
+                bounded_wait::take();
+                if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                    return Poll::Ready(out);
+                }
+                if timer.is_none() && !bounded() {
+                    timer.set(Some(tokio::time::sleep_until(deadline)));
+                }
             }
-            match timer.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(Error::Timeout(timeout))),
-                Poll::Pending => Poll::Pending,
+            match timer.as_mut().as_pin_mut().map(|timer| timer.poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(Err(Error::Timeout(timeout))),
+                _ => Poll::Pending,
             }
         })
         .await
+    }
+}
+
+/// A store's word that the future [`Cache::with_timeout`] just polled is parked on a
+/// wait the store bounds itself: the Redis store's read barrier, whose `PING` fails
+/// within the command timeout, so that a hit waiting on it is released within two of
+/// them (the `PING` out when it arrived, then its own). Set by the store where its
+/// future returns `Pending`, read and cleared by `with_timeout` after each poll, on
+/// the same thread: when the bound is within the cache's timeout, the hit needs no
+/// timer of its own (a timer is registered with the runtime and cancelled, on every
+/// such hit).
+pub(crate) mod bounded_wait {
+    use std::{cell::Cell, time::Duration};
+
+    thread_local! {
+        static BOUND: Cell<Option<Duration>> = const { Cell::new(None) };
+    }
+
+    /// The future being polled is parked on a wait that ends within `bound`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn set(bound: Duration) {
+        let _ = BOUND.try_with(|b| b.set(Some(bound)));
+    }
+
+    /// The bound set since the last call, if any; clears it.
+    pub(crate) fn take() -> Option<Duration> {
+        BOUND.try_with(Cell::take).ok().flatten()
     }
 }
 

@@ -125,3 +125,35 @@ async fn requests_are_answered_while_redis_is_frozen() {
     assert_caching_resumes(&app).await;
     until_a_hit_is_one(&server, &app, "/page", "ping").await;
 }
+
+/// A hit waiting for Redis to confirm a page kept in process is bounded by the cache's
+/// timeout when that is the shorter one (here the store's commands may take a
+/// minute): the request is answered, uncached, once the cache's timeout runs out.
+#[tokio::test]
+async fn a_frozen_redis_holds_a_hit_no_longer_than_the_cache_timeout() {
+    let Some(server) = RedisServer::start_private("a_frozen_redis_holds_a_hit_no_longer") else {
+        return;
+    };
+    let store = RedisStore::builder(server.url())
+        .namespace(unique_namespace("frozen_short"))
+        .command_timeout(Duration::from_secs(60))
+        .build()
+        .expect("a valid URL");
+    let cache = Cache::builder(store)
+        .timeout(Duration::from_millis(200))
+        .build();
+    let hits = Hits::new();
+    let app = app(&cache, &hits);
+    assert_eq!(fetch(&app, "/page").await.text(), "run 1");
+    until_a_hit_is_one(&server, &app, "/page", "ping").await;
+
+    server.freeze();
+    // Half the store's command timeout: only the cache's own timer answers in time.
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        assert_served_uncached(&app, &hits, 2),
+    )
+    .await
+    .expect("a hit waited for the store's command timeout, not the cache's");
+    server.resume();
+}
