@@ -111,8 +111,17 @@ fn memory_lookup(c: &mut Criterion) {
         .now_or_never()
         .expect("ready")
         .expect("looked up");
+    // Stored now: a MemoryStore does not return an entry past its timeout.
+    let created_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64;
+    let stored = Entry {
+        created_ms,
+        ..entry()
+    };
     store
-        .insert(&miss.hash, std::sync::Arc::new(entry()), &[])
+        .insert(&miss.hash, std::sync::Arc::new(stored), &[])
         .now_or_never()
         .expect("ready")
         .expect("stored");
