@@ -13,7 +13,8 @@
 //! barrier's task lets the tasks already due run once (one `yield_now`), so that the
 //! hits they begin ride on this `PING` too. Under load a hit costs Redis a fraction of
 //! a command (0.03 in the load benchmark, 0.05 without the yield); alone, it costs one
-//! `PING`.
+//! `PING`. The hits waiting for the `PING` out and those waiting for the next one wait
+//! on two `Notify`s (by the number's parity), so that answering one wakes only its own.
 
 use std::{
     sync::{
@@ -39,8 +40,11 @@ pub(crate) struct Barrier {
     state: AtomicU8,
     /// Wakes the task that sends the `PING`s.
     work: Notify,
-    /// Wakes the hits when a `PING` is answered or the barrier breaks.
-    done: Notify,
+    /// Wakes the hits when a `PING` is answered or the barrier breaks: those waiting
+    /// for an even-numbered `PING` on the first, for an odd-numbered one on the second.
+    /// The hits that arrive while a `PING` is out wait for the next one, so one
+    /// `Notify` for all would wake them for nothing as the one out is answered.
+    done: [Notify; 2],
     /// How long a `PING` may take, for the error of a timed-out one.
     timeout: Duration,
     /// Counts the `PING`s, as the store's round trips.
@@ -69,7 +73,7 @@ impl Barrier {
             wanted: AtomicU64::new(0),
             state: AtomicU8::new(OPEN),
             work: Notify::new(),
-            done: Notify::new(),
+            done: [Notify::new(), Notify::new()],
             timeout,
             round_trips,
         });
@@ -90,7 +94,7 @@ impl Barrier {
             if let Some(outcome) = self.outcome(needed) {
                 return outcome;
             }
-            let done = self.done.notified();
+            let done = self.done[(needed % 2) as usize].notified();
             let mut done = std::pin::pin!(done);
             done.as_mut().enable();
             if let Some(outcome) = self.outcome(needed) {
@@ -132,7 +136,9 @@ impl Barrier {
         let _ = self
             .state
             .compare_exchange(OPEN, state, Ordering::SeqCst, Ordering::SeqCst);
-        self.done.notify_waiters();
+        for done in &self.done {
+            done.notify_waiters();
+        }
         self.work.notify_one();
     }
 
@@ -157,7 +163,9 @@ impl Barrier {
             match answer {
                 Ok(()) => {
                     self.answered.store(number, Ordering::SeqCst);
-                    self.done.notify_waiters();
+                    // Every hit waiting for an earlier PING of this parity was woken
+                    // when that one was answered, before the next was sent.
+                    self.done[(number % 2) as usize].notify_waiters();
                 }
                 Err(err) => {
                     tracing::debug!(error = %err, "the tracking connection's PING failed");
