@@ -13,11 +13,12 @@ use crate::{
 
 /// The in-process store: the default when nothing else is installed.
 ///
-/// Bounded in bytes and in entries (entries not read lately go first), and every entry
-/// expires after its own timeout plus grace: it is not found after that, and its room
-/// is taken back when it is next looked up, counted or evicted. Group and prefix versions are
-/// kept beside the entries and never evicted; path and URL versions (one per page) are
-/// bounded like the entries, and a forgotten one is re-seeded, which costs a miss.
+/// Bounded in bytes and in entries (entries not read lately go first), and every
+/// entry expires after its own timeout plus grace, counted from its `created_ms`: it
+/// is not found after that, and its room is taken back when it is next looked up,
+/// counted or evicted. Group and prefix versions are kept beside the entries and never
+/// evicted; path and URL versions (one per page) are bounded like the entries, and a
+/// forgotten one is re-seeded, which costs a miss.
 ///
 /// # Example
 ///
@@ -53,8 +54,8 @@ type Entries =
 /// URL, and at least `floor` (`max_bytes / max_entries`), so that the byte bound also
 /// bounds the count.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Weight {
-    pub(crate) floor: u64,
+struct Weight {
+    floor: u64,
 }
 
 impl quick_cache::Weighter<String, Arc<Entry>> for Weight {
@@ -360,6 +361,10 @@ impl MemoryStoreBuilder {
     }
 
     /// Most bytes of entries held at once, headers and bodies (default 64 MiB).
+    ///
+    /// The store is split into shards of at least 4 MiB each (fewer when `n` is
+    /// smaller, no more than four per core), and an entry larger than one shard is not
+    /// kept: with the default, pages up to about 8 MiB on two cores, 4 MiB on more.
     pub fn max_bytes(mut self, n: u64) -> Self {
         self.max_bytes = n.max(1);
         self
@@ -764,5 +769,20 @@ mod tests {
         assert!(get(&store, &[], "/live").await.entry.is_some());
         assert_eq!(store.entry_count(), 2);
         assert_eq!(store.tag_count(), 0, "the expired entry left the tag index");
+    }
+
+    #[tokio::test]
+    async fn an_entry_larger_than_its_shard_is_not_kept_and_leaves_no_tag() {
+        static HUGE: [u8; 2 << 20] = [1; 2 << 20];
+        let store = MemoryStore::builder().max_bytes(1 << 20).build();
+        let tagged = vec!["t".to_owned()];
+        let hash = get(&store, &[], "/huge").await.hash;
+        store
+            .insert(&hash, entry(&HUGE, Duration::from_secs(60)), &tagged)
+            .await
+            .unwrap();
+        assert!(get(&store, &[], "/huge").await.entry.is_none());
+        assert_eq!(store.entry_count(), 0);
+        assert_eq!(store.tag_count(), 0);
     }
 }
