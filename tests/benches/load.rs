@@ -1418,9 +1418,10 @@ async fn run(opts: Options) -> Result<(), String> {
         );
     }
     out!(r, "");
-    // Each ratio is of the two medians; beside it, the range of the same ratio taken
-    // round by round (the configurations run one after the other in each round), which
-    // shows how far the machine's noise moves it.
+    // Each ratio is of the two medians (the verdict); beside it, the range of the same
+    // ratio taken round by round (the configurations run one after the other in each
+    // round), which shows how far the machine's noise moves it, and the median of those
+    // round-by-round ratios, which pairs measurements taken under the same conditions.
     let rounds = |x: &str, y: &str| -> String {
         let (Some(x), Some(y)) = (by_id(x, &loaded), by_id(y, &loaded)) else {
             return String::new();
@@ -1437,7 +1438,7 @@ async fn run(opts: Options) -> Result<(), String> {
         if each.is_empty() {
             String::new()
         } else {
-            format!("{lo:.2}–{hi:.2}")
+            format!("{lo:.2}–{hi:.2} (median {:.2})", median(each))
         }
     };
     out!(r, "| ratio | measured | round by round | target | |");
