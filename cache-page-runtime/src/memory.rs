@@ -50,17 +50,18 @@ pub struct MemoryStore {
 type Entries =
     quick_cache::sync::Cache<String, Arc<Entry>, Weight, foldhash::fast::RandomState, Evicted>;
 
-/// An entry's weight against `max_bytes`: its hash and the entry's body, headers and
-/// URL, and at least `floor` (`max_bytes / max_entries`), so that the byte bound also
-/// bounds the count.
+/// An entry's weight against an in-process cache's bytes (this store's `max_bytes`,
+/// the near cache's `near_cache_bytes`): its hash and the entry's body, headers and
+/// URL, and at least `floor` (here `max_bytes / max_entries`, so that the byte bound
+/// also bounds the count; 0 for the near cache).
 #[derive(Clone, Copy, Debug)]
-struct Weight {
-    floor: u64,
+pub(crate) struct Weight {
+    pub(crate) floor: u64,
 }
 
-impl quick_cache::Weighter<String, Arc<Entry>> for Weight {
-    fn weight(&self, hash: &String, entry: &Arc<Entry>) -> u64 {
-        ((hash.len() + entry.weight()) as u64).max(self.floor)
+impl<K: AsRef<str>> quick_cache::Weighter<K, Arc<Entry>> for Weight {
+    fn weight(&self, hash: &K, entry: &Arc<Entry>) -> u64 {
+        ((hash.as_ref().len() + entry.weight()) as u64).max(self.floor)
     }
 }
 
@@ -333,13 +334,19 @@ impl MemoryStore {
         }
     }
 
-    /// The entry at `hash` unless it expired, in which case it is dropped.
-    fn live(&self, hash: &str, now: Now) -> Option<Arc<Entry>> {
-        let entry = self.entries.get(hash)?;
+    /// `entry`, just read at `hash`, unless it expired at `now`: then it is dropped
+    /// (it, not an entry stored there since).
+    fn unexpired(&self, hash: &str, entry: Arc<Entry>, now: Now) -> Option<Arc<Entry>> {
         if !entry.is_expired(now) {
             return Some(entry);
         }
-        self.remove_now(hash);
+        if self
+            .entries
+            .remove_if(hash, |held| Arc::ptr_eq(held, &entry))
+            .is_some()
+        {
+            lock(&self.tags).forget(hash);
+        }
         None
     }
 
@@ -430,19 +437,19 @@ impl MemoryStore {
 impl Store for MemoryStore {
     fn lookup<'a>(&'a self, page: PageKey<'a>) -> BoxFuture<'a, Result<Lookup, Error>> {
         let mut lookup = self.lookup_now(page);
-        if lookup
+        lookup.entry = lookup
             .entry
-            .as_ref()
-            .is_some_and(|e| e.is_expired(Now::read()))
-        {
-            self.remove_now(&lookup.hash);
-            lookup.entry = None;
-        }
+            .take()
+            .and_then(|entry| self.unexpired(&lookup.hash, entry, Now::read()));
         Box::pin(std::future::ready(Ok(lookup)))
     }
 
     fn get<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<Arc<Entry>>, Error>> {
-        Box::pin(std::future::ready(Ok(self.live(hash, Now::read()))))
+        let entry = self
+            .entries
+            .get(hash)
+            .and_then(|entry| self.unexpired(hash, entry, Now::read()));
+        Box::pin(std::future::ready(Ok(entry)))
     }
 
     fn insert<'a>(
@@ -505,7 +512,7 @@ impl Store for MemoryStore {
         &'a self,
         page: PageKey<'a>,
     ) -> BoxFuture<'a, Result<Option<Superseded>, Error>> {
-        let now = unix_ms(std::time::SystemTime::now());
+        let now = Now::read();
         let current: Vec<u64> = page
             .groups
             .iter()
@@ -514,13 +521,16 @@ impl Store for MemoryStore {
         let records: Vec<Option<SoftRecord>> = page
             .groups
             .iter()
-            .map(|g| self.versions.soft_record(g, now))
+            .map(|g| self.versions.soft_record(g, now.0))
             .collect();
         let found =
             page.superseded_versions(&current, &records)
                 .and_then(|(versions, invalidated_ms)| {
                     let hash = page.hash_at(versions.iter().copied());
-                    let entry = self.live(&hash, Now(now))?;
+                    let entry = self
+                        .entries
+                        .get(&hash)
+                        .and_then(|entry| self.unexpired(&hash, entry, now))?;
                     Some(Superseded {
                         hash,
                         entry,

@@ -39,6 +39,7 @@ use redis::{
 use crate::{
     Entry, Error, PageKey, Version,
     barrier::Barrier,
+    memory::{Weight, sharded},
     redis_store::{keys, parse_version},
 };
 
@@ -95,28 +96,15 @@ pub(crate) struct Link {
 /// a probe, where moka's also reads the clock and queues the read for its eviction
 /// policy. Kept pages need neither a TTL (a hit checks the entry's age) nor eviction
 /// listeners.
-type Pages =
-    quick_cache::sync::Cache<Box<str>, Arc<Entry>, PageWeight, foldhash::fast::RandomState>;
-
-/// A kept page's weight against [`Tracking::near_cache_bytes`]: its hash, and the
-/// entry's body, headers and URL.
-#[derive(Clone, Copy, Debug)]
-struct PageWeight;
-
-impl quick_cache::Weighter<Box<str>, Arc<Entry>> for PageWeight {
-    #[allow(clippy::borrowed_box)] // the key type is the cache's
-    fn weight(&self, hash: &Box<str>, entry: &Arc<Entry>) -> u64 {
-        (hash.len() + entry.weight()) as u64
-    }
-}
+type Pages = quick_cache::sync::Cache<Box<str>, Arc<Entry>, Weight, foldhash::fast::RandomState>;
 
 /// An empty near cache of at most `bytes`.
 fn pages(bytes: u64) -> Pages {
     // The estimate sizes the cache's memory of recently evicted keys, not the pages.
     let estimated_pages = usize::try_from(bytes / 4096).unwrap_or(usize::MAX).max(64);
     Pages::with_options(
-        crate::memory::sharded(bytes, estimated_pages),
-        PageWeight,
+        sharded(bytes, estimated_pages),
+        Weight { floor: 0 },
         foldhash::fast::RandomState::default(),
         Default::default(),
     )
@@ -713,8 +701,11 @@ mod tests {
         for i in 0..1000 {
             kept.insert(format!("{i:032x}").into(), entry(body));
         }
-        let weight =
-            quick_cache::Weighter::weight(&PageWeight, &"0".repeat(32).into(), &entry(body));
+        let weight = quick_cache::Weighter::<Box<str>, _>::weight(
+            &Weight { floor: 0 },
+            &"0".repeat(32).into(),
+            &entry(body),
+        );
         assert!(weight > 1000, "the body counts: {weight}");
         assert!(kept.weight() <= 64 * 1024, "{} bytes kept", kept.weight());
         assert!(
