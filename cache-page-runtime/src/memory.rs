@@ -621,6 +621,51 @@ mod tests {
         assert!(get(&store, &g2, "/a").await.entry.is_some());
     }
 
+    /// An invalidation made on another thread is seen by the next lookup on this one,
+    /// for a group as for a URL: nothing this thread read before may stand for the
+    /// versions (a guard for any per-thread shortcut on the hit path).
+    #[tokio::test]
+    async fn an_invalidation_on_another_thread_is_seen_here() {
+        let store = MemoryStore::new();
+        let groups = vec!["g".to_owned()];
+        let scopes = [Version::Url("/a")];
+        let page = PageKey {
+            scopes: &scopes,
+            ..page(&groups, "/a")
+        };
+        let l = store.lookup(page).await.unwrap();
+        store
+            .insert(&l.hash, entry(b"x", Duration::from_secs(60)), &[])
+            .await
+            .unwrap();
+        let again = store.lookup(page).await.unwrap();
+        assert_eq!(
+            (again.hash.as_str(), again.scopes.as_slice()),
+            (l.hash.as_str(), l.scopes.as_slice())
+        );
+        assert!(again.entry.is_some());
+
+        std::thread::scope(|s| {
+            s.spawn(|| store.versions.bump(Version::Url("/a")));
+        });
+        let after_url = store.lookup(page).await.unwrap();
+        assert_eq!(
+            after_url.hash, l.hash,
+            "a URL version is a scope, not part of the hash"
+        );
+        assert_ne!(after_url.scopes, l.scopes, "the URL's new version");
+
+        std::thread::scope(|s| {
+            s.spawn(|| store.versions.bump(Version::Group("g")));
+        });
+        let after_group = store.lookup(page).await.unwrap();
+        assert_ne!(
+            after_group.hash, l.hash,
+            "the group's new version moves the hash"
+        );
+        assert!(after_group.entry.is_none());
+    }
+
     #[tokio::test]
     async fn versions_are_seeded_from_the_clock() {
         let store = MemoryStore::new();
