@@ -645,9 +645,12 @@ mod tests {
         );
         assert!(again.entry.is_some());
 
-        std::thread::scope(|s| {
-            s.spawn(|| store.versions.bump(Version::Url("/a")));
-        });
+        let bump_elsewhere = |version: Version<'static>| {
+            std::thread::scope(|s| {
+                s.spawn(|| store.versions.bump(version));
+            });
+        };
+        bump_elsewhere(Version::Url("/a"));
         let after_url = store.lookup(page).await.unwrap();
         assert_eq!(
             after_url.hash, l.hash,
@@ -655,9 +658,7 @@ mod tests {
         );
         assert_ne!(after_url.scopes, l.scopes, "the URL's new version");
 
-        std::thread::scope(|s| {
-            s.spawn(|| store.versions.bump(Version::Group("g")));
-        });
+        bump_elsewhere(Version::Group("g"));
         let after_group = store.lookup(page).await.unwrap();
         assert_ne!(
             after_group.hash, l.hash,

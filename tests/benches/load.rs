@@ -1622,7 +1622,7 @@ async fn run(opts: Options) -> Result<(), String> {
     out!(r, "");
     out!(
         r,
-        "| | configuration | req/s | × bare (median of the rounds' ratios) | p50 µs | p99 µs | machine time per request over bare | Redis round trips per request | errors |"
+        "| | configuration | req/s | × bare (ratio of the median rounds) | p50 µs | p99 µs | machine time per request over bare | Redis round trips per request | errors |"
     );
     out!(r, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
     let miss_bare = rps("a′");
