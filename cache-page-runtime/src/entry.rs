@@ -100,7 +100,11 @@ pub(crate) struct Now(pub(crate) u64);
 
 impl Now {
     pub(crate) fn read() -> Self {
-        Now(unix_ms(SystemTime::now()))
+        Self::at(SystemTime::now())
+    }
+
+    pub(crate) fn at(time: SystemTime) -> Self {
+        Now(unix_ms(time))
     }
 }
 

@@ -4,7 +4,7 @@
 //! cache can make a page slower or faster, never fail it. Responses are built in
 //! `respond`, misses are run and stored in `miss`.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::SystemTime};
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderName, header, request::Parts};
@@ -103,13 +103,17 @@ where
     };
 
     let seq = cache.flights().seq();
-    let started = std::time::Instant::now();
+    // The wall clock times the lookup, and its second reading is the request's `now`:
+    // two clock reads for both, not three.
+    let started = SystemTime::now();
     let lookup = match cache.in_process() {
         // Answered at once, and it cannot fail: no breaker, no timer, no boxed future.
         Some(store) => Ok(store.lookup_now(page)),
         None => cache.guarded(cache.store().lookup(page)).await,
     };
-    telemetry::lookup_took(started.elapsed());
+    let finished = SystemTime::now();
+    // A clock set back meanwhile times the lookup as zero.
+    telemetry::lookup_took(finished.duration_since(started).unwrap_or_default());
     let lookup = match lookup {
         Ok(lookup) => lookup,
         Err(err) => {
@@ -128,7 +132,7 @@ where
             return response;
         }
     };
-    let now = Now::read();
+    let now = Now::at(finished);
     let (found, target) = match find(&cache, &lookup, &parts, url, now).await {
         Found::Nothing => (
             None,
