@@ -10,8 +10,9 @@
 //! ports of 127.0.0.1, serves the same 1 KiB page from axum servers in this process,
 //! and loads each of them in turn from a separate process (this binary again, with
 //! `--client`) over 64 keep-alive HTTP/1.1 connections. It prints a markdown table for
-//! BENCHMARKS.md. Every process it starts is stopped at the end, on a panic, or on
-//! Ctrl-C; all traffic stays on 127.0.0.1.
+//! BENCHMARKS.md, with the CPU time per request of each process involved (read from
+//! `/proc` over each measured window). Every process it starts is stopped at the end,
+//! on a panic, or on Ctrl-C; all traffic stays on 127.0.0.1.
 //!
 //! Options (after `--`): `--secs N` per measurement (3), `--warmup N` (1), `--rounds N`
 //! (5), `--conns N` (64), `--max-pages N` largest group for the invalidation part
@@ -633,6 +634,8 @@ struct Run {
     handler_runs: u64,
     /// Redis round trips of the configuration's store per request, if it has one.
     trips: f64,
+    /// Where the machine's time went, per request.
+    cpu: Cpu,
 }
 
 /// Loads `addr` from a separate process (this binary with `--client`).
@@ -662,7 +665,19 @@ async fn load(
         .map_err(|e| format!("starting the load client: {e}"))?;
     let runs_before = HANDLER_RUNS.load(Ordering::Relaxed);
     let limit = Duration::from_secs_f64(secs + warmup + 30.0);
-    let output = tokio::time::timeout(limit, child.wait_with_output()).await;
+    // The processes' CPU time is read as the client's measured window begins and ends
+    // (to within the few milliseconds the client takes to start).
+    let client_pid = child.id();
+    let window = async {
+        tokio::time::sleep(Duration::from_secs_f64(warmup)).await;
+        let before = CpuSample::take(client_pid);
+        tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+        (before, CpuSample::take(client_pid))
+    };
+    let (output, (cpu_before, cpu_after)) = tokio::join!(
+        tokio::time::timeout(limit, child.wait_with_output()),
+        window
+    );
     let output = output
         .map_err(|_| "the load client did not finish in time".to_owned())?
         .map_err(|e| e.to_string())?;
@@ -687,7 +702,139 @@ async fn load(
             (Some(store), Some(before)) => (store.round_trips() - before) as f64 / field("sent"),
             _ => f64::NAN,
         },
+        cpu: Cpu::per_request(&cpu_before, &cpu_after, field("requests")),
     })
+}
+
+// ---------------------------------------------------------------------------------
+// Where the two cores go: the CPU time of each process in a measured window
+// ---------------------------------------------------------------------------------
+
+/// The daemons whose CPU time a run reports, besides this process (the axum servers)
+/// and the load client.
+#[derive(Debug, Default, Clone, Copy)]
+struct DaemonPids {
+    redis: Option<u32>,
+    varnish: Option<u32>,
+}
+
+static DAEMON_PIDS: std::sync::OnceLock<DaemonPids> = std::sync::OnceLock::new();
+
+/// Clock ticks per second of `/proc`'s CPU times.
+static CLOCK_TICKS: LazyLock<f64> = LazyLock::new(|| {
+    command_output("getconf", &["CLK_TCK"])
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(100.0)
+});
+
+/// The CPU time (user and system, every thread) of process `pid` so far, in clock
+/// ticks, from `/proc/<pid>/stat`; `None` off Linux or once it exited.
+fn process_ticks(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: fields are
+    // counted from its closing one. `utime` and `stime` are fields 14 and 15.
+    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split(' ');
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// `pid` and its children: varnishd's manager process and the cache process it
+/// starts, which serves the requests.
+fn with_children(pid: u32) -> Vec<u32> {
+    let mut pids = vec![pid];
+    let children =
+        fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    pids.extend(
+        children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok()),
+    );
+    pids
+}
+
+/// The busy time of every CPU of the machine so far, in clock ticks (`/proc/stat`:
+/// user, nice, system, irq, softirq, steal).
+fn machine_ticks() -> Option<u64> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal
+    Some(f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)? + f.get(7)?)
+}
+
+/// The CPU time so far of the processes a run involves, in clock ticks.
+#[derive(Debug, Clone, Copy)]
+struct CpuSample {
+    server: Option<u64>,
+    client: Option<u64>,
+    redis: Option<u64>,
+    varnish: Option<u64>,
+    machine: Option<u64>,
+}
+
+impl CpuSample {
+    fn take(client: Option<u32>) -> CpuSample {
+        let daemons = DAEMON_PIDS.get().copied().unwrap_or_default();
+        CpuSample {
+            server: process_ticks(std::process::id()),
+            client: client.and_then(process_ticks),
+            redis: daemons.redis.and_then(process_ticks),
+            varnish: daemons.varnish.and_then(|pid| {
+                with_children(pid)
+                    .into_iter()
+                    .map(process_ticks)
+                    .sum::<Option<u64>>()
+            }),
+            machine: machine_ticks(),
+        }
+    }
+}
+
+/// CPU microseconds per request of each process over a measured window (NaN where
+/// it could not be read).
+#[derive(Debug, Clone, Copy)]
+struct Cpu {
+    server: f64,
+    client: f64,
+    redis: f64,
+    varnish: f64,
+    /// Every CPU's busy time, whatever ran: these, the kernel's interrupt work, and
+    /// anything else on the machine.
+    machine: f64,
+}
+
+impl Default for Cpu {
+    fn default() -> Self {
+        Cpu {
+            server: f64::NAN,
+            client: f64::NAN,
+            redis: f64::NAN,
+            varnish: f64::NAN,
+            machine: f64::NAN,
+        }
+    }
+}
+
+impl Cpu {
+    fn per_request(before: &CpuSample, after: &CpuSample, requests: f64) -> Cpu {
+        let per = |b: Option<u64>, a: Option<u64>| match (b, a) {
+            (Some(b), Some(a)) if requests > 0.0 => {
+                a.saturating_sub(b) as f64 / *CLOCK_TICKS * 1e6 / requests
+            }
+            _ => f64::NAN,
+        };
+        Cpu {
+            server: per(before.server, after.server),
+            client: per(before.client, after.client),
+            redis: per(before.redis, after.redis),
+            varnish: per(before.varnish, after.varnish),
+            machine: per(before.machine, after.machine),
+        }
+    }
 }
 
 /// The headers a hit of (e) carries besides the page's `Content-Type`, as static values.
@@ -758,9 +905,19 @@ struct Summary {
     errors: u64,
     handler_runs: u64,
     trips: f64,
+    /// The median of each process's CPU time per request over the rounds.
+    cpu: Cpu,
 }
 
 fn summarize(runs: &[Run]) -> Summary {
+    let cpu = |f: fn(&Cpu) -> f64| {
+        median(
+            runs.iter()
+                .map(|r| f(&r.cpu))
+                .filter(|v| !v.is_nan())
+                .collect(),
+        )
+    };
     Summary {
         rps: median(runs.iter().map(|r| r.rps).collect()),
         p50: median(runs.iter().map(|r| r.p50).collect()),
@@ -769,6 +926,13 @@ fn summarize(runs: &[Run]) -> Summary {
         errors: runs.iter().map(|r| r.errors).sum(),
         handler_runs: runs.iter().map(|r| r.handler_runs).sum(),
         trips: median(runs.iter().map(|r| r.trips).collect()),
+        cpu: Cpu {
+            server: cpu(|c| c.server),
+            client: cpu(|c| c.client),
+            redis: cpu(|c| c.redis),
+            varnish: cpu(|c| c.varnish),
+            machine: cpu(|c| c.machine),
+        },
     }
 }
 
@@ -1233,6 +1397,10 @@ async fn run(opts: Options) -> Result<(), String> {
     let memory_addr = listen(memory_router()).await.map_err(|x| e(&x))?;
     let memory_miss_addr = listen(memory_miss_router()).await.map_err(|x| e(&x))?;
     let varnish = start_varnish(bare_addr).await?;
+    let _ = DAEMON_PIDS.set(DaemonPids {
+        redis: Some(redis_server.child.id()),
+        varnish: varnish.as_ref().map(|(daemon, _)| daemon.child.id()),
+    });
 
     // Every server answers 200 with the page; the cached ones serve hits.
     let mut warnings = Vec::new();
@@ -1579,6 +1747,54 @@ async fn run(opts: Options) -> Result<(), String> {
         r,
         "The cached handler ran {fail_open} times during the hit runs (0: every request was a hit)."
     );
+
+    out!(r, "");
+    out!(
+        r,
+        "### CPU time per request, {} connections (µs, median of the rounds)",
+        opts.conns
+    );
+    out!(r, "");
+    let cores = std::thread::available_parallelism().map_or(f64::NAN, |n| n.get() as f64);
+    out!(
+        r,
+        "Each process's CPU time over the measured window (from `/proc`), divided by the requests served in it. The load client and every server share the machine's {cores} cores: \"elsewhere\" is the rest of the machine's busy time (the kernel's interrupt work, other processes), \"idle\" the time no core was busy."
+    );
+    out!(r, "");
+    out!(
+        r,
+        "| | configuration | axum servers (this process) | load client | redis-server | varnishd | machine busy | of it elsewhere | machine idle |"
+    );
+    out!(r, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    let cell = |v: f64| {
+        if v.is_nan() {
+            String::new()
+        } else {
+            format!("{v:.1}")
+        }
+    };
+    for (c, s) in configs.iter().zip(&loaded) {
+        let cpu = &s.cpu;
+        // A daemon that served nothing in this configuration shows as empty.
+        let quiet = |v: f64| if v < 0.05 { f64::NAN } else { v };
+        let known = [cpu.server, cpu.client, cpu.redis, cpu.varnish]
+            .iter()
+            .filter(|v| !v.is_nan())
+            .sum::<f64>();
+        out!(
+            r,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            c.id,
+            c.label,
+            cell(cpu.server),
+            cell(cpu.client),
+            cell(quiet(cpu.redis)),
+            cell(quiet(cpu.varnish)),
+            cell(cpu.machine),
+            cell(cpu.machine - known),
+            cell(cores * 1e6 / s.rps - cpu.machine),
+        );
+    }
 
     out!(r, "");
     out!(
