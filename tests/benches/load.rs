@@ -702,7 +702,7 @@ async fn load(
             (Some(store), Some(before)) => (store.round_trips() - before) as f64 / field("sent"),
             _ => f64::NAN,
         },
-        cpu: Cpu::per_request(&cpu_before, &cpu_after, field("requests")),
+        cpu: Cpu::per_request(&cpu_before, &cpu_after, field("requests"), secs),
     })
 }
 
@@ -805,6 +805,10 @@ struct Cpu {
     /// Every CPU's busy time, whatever ran: these, the kernel's interrupt work, and
     /// anything else on the machine.
     machine: f64,
+    /// `machine` less the processes above.
+    elsewhere: f64,
+    /// The time no CPU was busy.
+    idle: f64,
 }
 
 impl Default for Cpu {
@@ -815,24 +819,39 @@ impl Default for Cpu {
             redis: f64::NAN,
             varnish: f64::NAN,
             machine: f64::NAN,
+            elsewhere: f64::NAN,
+            idle: f64::NAN,
         }
     }
 }
 
 impl Cpu {
-    fn per_request(before: &CpuSample, after: &CpuSample, requests: f64) -> Cpu {
+    /// Over a window of `secs` in which `requests` were served.
+    fn per_request(before: &CpuSample, after: &CpuSample, requests: f64, secs: f64) -> Cpu {
         let per = |b: Option<u64>, a: Option<u64>| match (b, a) {
             (Some(b), Some(a)) if requests > 0.0 => {
                 a.saturating_sub(b) as f64 / *CLOCK_TICKS * 1e6 / requests
             }
             _ => f64::NAN,
         };
+        let server = per(before.server, after.server);
+        let client = per(before.client, after.client);
+        let redis = per(before.redis, after.redis);
+        let varnish = per(before.varnish, after.varnish);
+        let machine = per(before.machine, after.machine);
+        let known: f64 = [server, client, redis, varnish]
+            .iter()
+            .filter(|v| !v.is_nan())
+            .sum();
+        let cores = std::thread::available_parallelism().map_or(f64::NAN, |n| n.get() as f64);
         Cpu {
-            server: per(before.server, after.server),
-            client: per(before.client, after.client),
-            redis: per(before.redis, after.redis),
-            varnish: per(before.varnish, after.varnish),
-            machine: per(before.machine, after.machine),
+            server,
+            client,
+            redis,
+            varnish,
+            machine,
+            elsewhere: machine - known,
+            idle: cores * secs * 1e6 / requests - machine,
         }
     }
 }
@@ -932,6 +951,8 @@ fn summarize(runs: &[Run]) -> Summary {
             redis: cpu(|c| c.redis),
             varnish: cpu(|c| c.varnish),
             machine: cpu(|c| c.machine),
+            elsewhere: cpu(|c| c.elsewhere),
+            idle: cpu(|c| c.idle),
         },
     }
 }
@@ -1777,10 +1798,6 @@ async fn run(opts: Options) -> Result<(), String> {
         let cpu = &s.cpu;
         // A daemon that served nothing in this configuration shows as empty.
         let quiet = |v: f64| if v < 0.05 { f64::NAN } else { v };
-        let known = [cpu.server, cpu.client, cpu.redis, cpu.varnish]
-            .iter()
-            .filter(|v| !v.is_nan())
-            .sum::<f64>();
         out!(
             r,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -1791,8 +1808,8 @@ async fn run(opts: Options) -> Result<(), String> {
             cell(quiet(cpu.redis)),
             cell(quiet(cpu.varnish)),
             cell(cpu.machine),
-            cell(cpu.machine - known),
-            cell(cores * 1e6 / s.rps - cpu.machine),
+            cell(cpu.elsewhere),
+            cell(cpu.idle),
         );
     }
 
