@@ -743,13 +743,38 @@ fn process_ticks(pid: u32) -> Option<u64> {
 /// starts, which serves the requests.
 fn with_children(pid: u32) -> Vec<u32> {
     let mut pids = vec![pid];
-    let children =
-        fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    pids.extend(
-        children
-            .split_whitespace()
-            .filter_map(|c| c.parse::<u32>().ok()),
-    );
+    if let Ok(children) = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        pids.extend(
+            children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok()),
+        );
+        return pids;
+    }
+    // A kernel without that file: every process whose parent (field 4) is `pid`.
+    let parent_of = |stat: &str| -> Option<u32> {
+        stat.get(stat.rfind(')')? + 2..)?
+            .split(' ')
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in entries.flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let stat = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        if parent_of(&stat) == Some(pid) {
+            pids.push(child);
+        }
+    }
     pids
 }
 
