@@ -727,13 +727,23 @@ static CLOCK_TICKS: LazyLock<f64> = LazyLock::new(|| {
         .unwrap_or(100.0)
 });
 
+/// The machine's cores (CPUs this process may run on).
+static CORES: LazyLock<usize> =
+    LazyLock::new(|| std::thread::available_parallelism().map_or(0, |n| n.get()));
+
+/// The fields of a `/proc/<pid>/stat` line from the third (`state`) on. The command
+/// name (field 2) is in parentheses and may hold spaces, so they are counted from its
+/// closing one.
+fn stat_fields(stat: &str) -> Option<std::str::Split<'_, char>> {
+    Some(stat.get(stat.rfind(')')? + 2..)?.split(' '))
+}
+
 /// The CPU time (user and system, every thread) of process `pid` so far, in clock
 /// ticks, from `/proc/<pid>/stat`; `None` off Linux or once it exited.
 fn process_ticks(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: fields are
-    // counted from its closing one. `utime` and `stime` are fields 14 and 15.
-    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split(' ');
+    // `utime` and `stime` are fields 14 and 15.
+    let mut fields = stat_fields(&stat)?;
     let utime: u64 = fields.nth(11)?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
     Some(utime + stime)
@@ -752,13 +762,7 @@ fn with_children(pid: u32) -> Vec<u32> {
         return pids;
     }
     // A kernel without that file: every process whose parent (field 4) is `pid`.
-    let parent_of = |stat: &str| -> Option<u32> {
-        stat.get(stat.rfind(')')? + 2..)?
-            .split(' ')
-            .nth(1)?
-            .parse()
-            .ok()
-    };
+    let parent_of = |stat: &str| -> Option<u32> { stat_fields(stat)?.nth(1)?.parse().ok() };
     let Ok(entries) = fs::read_dir("/proc") else {
         return pids;
     };
@@ -868,7 +872,6 @@ impl Cpu {
             .iter()
             .filter(|v| !v.is_nan())
             .sum();
-        let cores = std::thread::available_parallelism().map_or(f64::NAN, |n| n.get() as f64);
         Cpu {
             server,
             client,
@@ -876,7 +879,11 @@ impl Cpu {
             varnish,
             machine,
             elsewhere: machine - known,
-            idle: cores * secs * 1e6 / requests - machine,
+            // Unknown (0) cores leave the idle time unknown.
+            idle: match *CORES {
+                0 => f64::NAN,
+                cores => cores as f64 * secs * 1e6 / requests - machine,
+            },
         }
     }
 }
@@ -1301,7 +1308,7 @@ fn machine() -> String {
             || "?".to_owned(),
             |kb| format!("{:.1}", kb / 1024.0 / 1024.0),
         );
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cores = *CORES;
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!(
         "{cores} cores ({cpu}), {mem_gib} GiB memory, Linux {}",
@@ -1801,7 +1808,7 @@ async fn run(opts: Options) -> Result<(), String> {
         opts.conns
     );
     out!(r, "");
-    let cores = std::thread::available_parallelism().map_or(f64::NAN, |n| n.get() as f64);
+    let cores = *CORES;
     out!(
         r,
         "Each process's CPU time over the measured window (from `/proc`), divided by the requests served in it. The load client and every server share the machine's {cores} cores: \"elsewhere\" is the rest of the machine's busy time (the kernel's interrupt work, other processes), \"idle\" the time no core was busy."
@@ -1812,11 +1819,12 @@ async fn run(opts: Options) -> Result<(), String> {
         "| | configuration | axum servers (this process) | load client | redis-server | varnishd | machine busy | of it elsewhere | machine idle |"
     );
     out!(r, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    // A figure that could not be read is left empty rather than "n/a".
     let cell = |v: f64| {
         if v.is_nan() {
             String::new()
         } else {
-            format!("{v:.1}")
+            fixed(v, 1, false)
         }
     };
     for (c, s) in configs.iter().zip(&loaded) {
