@@ -989,10 +989,18 @@ fn summarize(runs: &[Run]) -> Summary {
     }
 }
 
-/// Runs every configuration once per round, interleaved, and every other round in
-/// reverse order: a machine that slows down (or speeds up) through the run then moves
-/// the configurations compared by a ratio both ways, instead of always favouring the
-/// one measured first.
+/// The order in which a round measures the configurations: each targeted ratio's two
+/// (e/a, d/b, d/f) next to each other, and most others one apart. A ratio taken within
+/// a round compares two measurements a few seconds apart, not half a minute, so the
+/// host's drift moves it less. Configurations not listed come last, as given.
+const MEASURING_ORDER: [&str; 13] = [
+    "c", "d2", "d1", "d0", "b", "d", "f", "e", "a", "h", "d′", "a′", "e′",
+];
+
+/// Runs every configuration once per round, interleaved in [`MEASURING_ORDER`], and
+/// every other round in reverse order: a machine that slows down (or speeds up)
+/// through the run then moves the configurations compared by a ratio both ways,
+/// instead of always favouring the one measured first.
 async fn measure(
     configs: &[Config],
     rounds: usize,
@@ -1003,6 +1011,12 @@ async fn measure(
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); configs.len()];
     for round in 1..=rounds {
         let mut order: Vec<(&Config, &mut Vec<Run>)> = configs.iter().zip(&mut runs).collect();
+        order.sort_by_key(|(c, _)| {
+            MEASURING_ORDER
+                .iter()
+                .position(|id| *id == c.id)
+                .unwrap_or(MEASURING_ORDER.len())
+        });
         if round % 2 == 0 {
             order.reverse();
         }
@@ -1657,7 +1671,7 @@ async fn run(opts: Options) -> Result<(), String> {
     );
     out!(
         r,
-        "- Load: {} keep-alive HTTP/1.1 connections from a separate process; {} rounds of {} s per configuration after {} s of warm-up, interleaved, every other round in reverse order; 1 KiB body",
+        "- Load: {} keep-alive HTTP/1.1 connections from a separate process; {} rounds of {} s per configuration after {} s of warm-up, interleaved with the two of each target side by side, every other round in reverse order; 1 KiB body",
         opts.conns,
         opts.rounds,
         opts.secs,
