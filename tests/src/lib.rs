@@ -27,7 +27,8 @@ use cache_page_runtime::{Cache, MemoryStore, Store};
 pub use crate::{
     cluster::RedisCluster,
     redis_server::{
-        REDIS_URL_VAR, RedisCli, RedisServer, free_port, parse_command_calls, unique_namespace,
+        REDIS_URL_VAR, RedisCli, RedisServer, Watched, free_port, parse_command_calls,
+        unique_namespace,
     },
     web::{
         Gated, Hits, Reply, TestServer, fetch, fetch_with, http1_request, parse_http1_response,

@@ -8,8 +8,8 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
-        OnceLock,
-        atomic::{AtomicUsize, Ordering},
+        Arc, OnceLock,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -291,6 +291,32 @@ impl RedisServer {
             .collect()
     }
 
+    /// Counts, from now on, the commands the server runs whose text contains
+    /// `needle` (a key, say), through `MONITOR`. The count is read with
+    /// [`Watched::count`]; it stops when the [`Watched`] is dropped.
+    pub async fn watch_commands(&self, needle: &str) -> Watched {
+        use futures_util::StreamExt;
+        let monitor = self
+            .client
+            .get_async_monitor()
+            .await
+            .unwrap_or_else(|e| panic!("cannot MONITOR {}: {e}", self.url));
+        let count = Arc::new(AtomicU64::new(0));
+        let needle = needle.to_owned();
+        let task = tokio::spawn({
+            let count = count.clone();
+            async move {
+                let mut lines = monitor.into_on_message::<String>();
+                while let Some(line) = lines.next().await {
+                    if line.contains(&needle) {
+                        count.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        });
+        Watched { count, task }
+    }
+
     /// A new connection for commands of the test's own.
     pub async fn cli(&self) -> RedisCli {
         let conn = self
@@ -436,6 +462,26 @@ impl RedisCli {
     pub async fn command_calls(&mut self) -> BTreeMap<String, u64> {
         let info: String = self.cmd(&["INFO", "commandstats"]).await;
         parse_command_calls(&info)
+    }
+}
+
+/// Commands counted by [`RedisServer::watch_commands`].
+#[derive(Debug)]
+pub struct Watched {
+    count: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watched {
+    /// How many matching commands the server has run since the watch began.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
