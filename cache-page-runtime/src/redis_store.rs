@@ -367,7 +367,9 @@ impl RedisStore {
 
     /// A lookup that reads the versions: one `MGET` of them and of the entry at the
     /// group versions seen last, or, when those moved, the versions then the entry.
-    async fn untracked_lookup(&self, page: PageKey<'_>) -> Result<Lookup, Error> {
+    /// `tracked` when hits go down the tracking connection and this one found the
+    /// versions unknown there.
+    async fn untracked_lookup(&self, page: PageKey<'_>, tracked: bool) -> Result<Lookup, Error> {
         let n = page.groups.len();
         if let Some(guess) = self.guess(page.groups).filter(|_| self.pipelined_hits) {
             // One command: every version, and the entry at the guessed ones, in
@@ -386,7 +388,33 @@ impl RedisStore {
                 mget.arg(keys::Arg(ns, *v));
             }
             mget.arg(keys::PageArg(ns, &hash));
-            let reply: redis::Value = mget.query_async(&mut self.trip()?).await?;
+            let reply: redis::Value = if tracked {
+                // Hits go down the tracking connection: this is a miss, or a page's
+                // first hit on it. Missing path and URL versions (a URL never seen)
+                // are seeded ahead of the MGET in the same write, `SET NX` leaving
+                // any existing one alone, so a new URL costs no round trip of its
+                // own. They are still seeded before the handler runs, so that an
+                // invalidation during its run moves the version away from the one
+                // the entry records.
+                let seed = version_seed();
+                let mut pipe = redis::pipe();
+                for (v, ttl) in page.scopes.iter().filter_map(|v| Some((*v, v.ttl()?))) {
+                    pipe.cmd("SET")
+                        .arg(keys::Arg(ns, v))
+                        .arg(seed)
+                        .arg("NX")
+                        .arg("EX")
+                        .arg(ttl.as_secs())
+                        .ignore();
+                }
+                pipe.add_command(mget);
+                let (reply,): (redis::Value,) = pipe.query_async(&mut self.trip()?).await?;
+                reply
+            } else {
+                // Without tracking (or with its connection down) the MGET is the
+                // hit path, which writes nothing.
+                mget.query_async(&mut self.trip()?).await?
+            };
             let redis::Value::Array(mut values) = reply else {
                 return Err(Error::Corrupt("MGET answered something else than an array"));
             };
@@ -864,7 +892,7 @@ impl Store for RedisStore {
                     }
                 }
             }
-            let lookup = self.untracked_lookup(page).await?;
+            let lookup = self.untracked_lookup(page, link.is_some()).await?;
             if let (Some(link), Some(tracking), Some(_)) = (link, &self.tracking, &lookup.entry) {
                 tracking.learn_in_background(link, page);
             }

@@ -9,7 +9,8 @@ use std::{collections::BTreeMap, time::Duration};
 use axum::{Extension, Router, extract::State, routing::get};
 use cache_page_runtime::{RedisStore, cache_page};
 use cache_page_tests::{
-    Hits, RedisServer, fetch, patient_cache, unique_namespace, until_a_hit_is_one,
+    Gated, Hits, RedisServer, eventually, fetch, patient_cache, unique_namespace,
+    until_a_hit_is_one,
 };
 
 #[cache_page(timeout = 60, group = "g", group = "h")]
@@ -186,22 +187,84 @@ async fn the_version_then_entry_design_costs_two_round_trips_per_hit() {
     assert_eq!(round_trips_for_n_hits(false).await, 2 * N);
 }
 
-/// A miss on a URL never seen before costs three round trips: the lookup pipeline,
-/// seeding the new URL's version, and storing the page.
-#[tokio::test]
-async fn a_miss_on_a_new_url_costs_three_round_trips() {
+/// Round trips the store counted for misses on five URLs never seen before.
+async fn round_trips_for_new_urls(tracked: bool) -> Vec<u64> {
     let server = RedisServer::start();
-    let store = server.store("miss_round_trips");
+    let store = RedisStore::builder(server.url())
+        .namespace(unique_namespace("miss_round_trips"))
+        .command_timeout(Duration::from_secs(5))
+        .tracked_versions(tracked)
+        .build()
+        .expect("a valid URL");
     let hits = Hits::new();
     let app = Router::new()
         .route("/grouped", get(grouped))
         .with_state(hits.clone())
-        .layer(Extension(cache_page_tests::patient_cache(store.clone())));
+        .layer(Extension(patient_cache(store.clone())));
     fetch(&app, "/grouped?warm=1").await; // the groups' versions become known
+    let mut trips = Vec::new();
     for n in 0..5 {
         let before = store.round_trips();
         let reply = fetch(&app, &format!("/grouped?new={n}")).await;
         assert!(reply.is_stored(), "{}", reply.cache_status());
-        assert_eq!(store.round_trips() - before, 3, "round trips for miss {n}");
+        trips.push(store.round_trips() - before);
     }
+    assert_eq!(hits.get(), 6);
+    trips
+}
+
+/// A miss on a URL never seen before costs two round trips: the lookup, which seeds
+/// the new URL's version in the same write, and storing the page.
+#[tokio::test]
+async fn a_miss_on_a_new_url_costs_two_round_trips() {
+    assert_eq!(round_trips_for_new_urls(true).await, [2; 5]);
+}
+
+/// Without tracked versions the lookup's `MGET` is the hit path, which writes
+/// nothing: a new URL's version is seeded in a round trip of its own, so the test
+/// above would fail without seeding in the lookup's write.
+#[tokio::test]
+async fn without_tracked_versions_a_new_url_is_seeded_apart() {
+    assert_eq!(round_trips_for_new_urls(false).await, [3; 5]);
+}
+
+/// A URL invalidated while its first miss runs the handler: the page that miss stores
+/// was built before the invalidation, so it is never served. The URL's version was
+/// seeded before the handler ran, and the invalidation moved it.
+#[tokio::test]
+async fn a_new_url_invalidated_while_its_miss_runs_is_not_served_from_before() {
+    #[cache_page(timeout = 60)]
+    async fn gated(State(origin): State<Gated>) -> String {
+        format!("run {}", origin.run().await)
+    }
+
+    let server = RedisServer::start();
+    let cache = server.cache("invalidated_while_missing");
+    let origin = Gated::new();
+    let app = Router::new()
+        .route("/gated", get(gated))
+        .with_state(origin.clone())
+        .layer(Extension(cache.clone()));
+    fetch(&app, "/gated?warm=1").await; // run 1, not held
+    let first = tokio::spawn({
+        let app = app.clone();
+        async move { fetch(&app, "/gated?new=1").await }
+    });
+    eventually(
+        Duration::from_secs(10),
+        "the miss runs the handler",
+        async || origin.runs.get() == 2,
+    )
+    .await;
+    cache
+        .invalidate_url("/gated?new=1")
+        .await
+        .expect("Redis is up");
+    origin.gate.add_permits(2);
+    let first = first.await.expect("the request ran");
+    assert_eq!(first.text(), "run 2");
+    assert!(first.is_stored(), "{}", first.cache_status());
+    let after = fetch(&app, "/gated?new=1").await;
+    assert!(!after.is_hit(), "{}", after.cache_status());
+    assert_eq!(after.text(), "run 3");
 }
