@@ -11,7 +11,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio::sync::watch;
@@ -40,22 +40,43 @@ type Outcome = Option<Option<Landed>>;
 /// join after the flight ended, would start a second flight and run the handler again.
 /// `recent` keeps what flights landed for a few seconds, so that such a request is
 /// served what was just stored instead.
+///
+/// Both are keyed by page hashes (md5 digests, which a client cannot choose), so they
+/// use foldhash rather than SipHash. `recent` is a quick_cache cache that checks the
+/// age of what it holds on read: a TTL kept by the cache itself (moka's, as it was)
+/// cost every miss a clock read and a queued task for its housekeeping.
 #[derive(Debug)]
 pub(crate) struct Flights {
-    map: Mutex<HashMap<String, watch::Receiver<Outcome>>>,
-    recent: moka::sync::Cache<String, Landed>,
+    map: Mutex<HashMap<String, watch::Receiver<Outcome>, foldhash::fast::RandomState>>,
+    recent: Recent,
     landings: AtomicU64,
 }
+
+type Recent = quick_cache::sync::Cache<
+    String,
+    (Instant, Landed),
+    quick_cache::UnitWeighter,
+    foldhash::fast::RandomState,
+>;
+
+/// How long what a flight landed is remembered.
+const RECENT_FOR: Duration = Duration::from_secs(5);
 
 impl Default for Flights {
     fn default() -> Self {
         Flights {
             map: Mutex::default(),
             landings: AtomicU64::new(0),
-            recent: moka::sync::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(5))
-                .build(),
+            recent: Recent::with_options(
+                quick_cache::OptionsBuilder::new()
+                    .estimated_items_capacity(10_000)
+                    .weight_capacity(10_000)
+                    .build()
+                    .expect("both capacities are set"),
+                quick_cache::UnitWeighter,
+                foldhash::fast::RandomState::default(),
+                Default::default(),
+            ),
         }
     }
 }
@@ -98,7 +119,8 @@ impl Flights {
 
     /// What the last flight for `key` landed, if it ended in the last few seconds.
     pub(crate) fn recent(&self, key: &str) -> Option<Landed> {
-        self.recent.get(key)
+        let (at, landed) = self.recent.get(key)?;
+        (at.elapsed() < RECENT_FOR).then_some(landed)
     }
 
     /// Number of flights under way (for tests and metrics).
@@ -120,7 +142,10 @@ impl Leader {
         let seq = self.flights.landings.fetch_add(1, Ordering::SeqCst) + 1;
         if let Some(landed) = &mut landed {
             landed.seq = seq;
-            self.flights.recent.insert(self.key.clone(), landed.clone());
+            let at = Instant::now();
+            self.flights
+                .recent
+                .insert(self.key.clone(), (at, landed.clone()));
         }
         self.tx.send_replace(Some(landed));
     }
