@@ -1,6 +1,7 @@
 //! The instruction benchmark of cache-page: how many CPU instructions one request costs
 //! through a real axum `Router`, counted with valgrind's callgrind, for the bare
-//! handler, a handler doing one Redis `GET`, and cache hits on each store.
+//! handler, a handler doing one Redis `GET`, cache hits on each store, and misses on
+//! new URLs on each store.
 //!
 //! ```sh
 //! cargo bench -p cache-page-tests --bench instructions
@@ -15,20 +16,22 @@
 //! It starts a private `redis-server` on a free port of 127.0.0.1, then, for each mode,
 //! runs this binary again (`--child MODE N PORT`) under `valgrind --tool=callgrind`
 //! with N = 200 and N = 2,000 measured requests after the same warm-up. Each request is
-//! `GET /page` with a `Host` header, sent with `tower::ServiceExt::oneshot` (no
-//! sockets) on a current-thread Tokio runtime; its `Cache-Status` and whole body are
-//! read, and in the cached modes it must be a hit. The difference of the two totals
+//! `GET /page` with a `Host` header (`/page?n=N`, a URL never asked before, in the
+//! miss modes), sent with `tower::ServiceExt::oneshot` (no sockets) on a
+//! current-thread Tokio runtime; its `Cache-Status` and whole body are read, and it
+//! must be a hit in the hit modes, a miss that stores the page in the miss modes. The difference of the two totals
 //! divided by the difference of their requests is the cost of one request, without the
 //! start-up, the set-up and the warm-up. The Redis server is emptied before every run,
 //! and stopped at the end, on an error or on Ctrl-C; the children exit by themselves.
 //!
 //! The warm-up is the same in every mode: ten requests, each followed by a 20 ms pause
 //! in which the work they leave to the background runs alone (storing the page, the
-//! store's connections), then, in the Redis modes, batches of ten until a batch makes
-//! Redis run ten of its one command and nothing else (at most 30 s), then 50 requests.
-//! A Redis hit at tracked versions is one `GET` (or, by default, one `PING` for a page
-//! kept in process) only once the store's tracking connection is up and has learnt the
-//! page's versions, which happens in the background after its first hits. The parent counts the commands, with `INFO
+//! store's connections), then, in the Redis modes of one command per request, batches
+//! of ten until a batch makes Redis run ten of its one command and nothing else (at
+//! most 30 s), then 50 requests. A Redis hit at tracked versions is one `GET` (or, by
+//! default, one `PING` for a page kept in process) only once the store's tracking
+//! connection is up and has learnt the page's versions, which happens in the
+//! background after its first hits. The parent counts the commands, with `INFO
 //! commandstats` before and after each batch and the measured requests, which the
 //! child waits for on its stdin; the table shows those of the measured requests.
 //!
@@ -52,6 +55,7 @@ use std::{
     fmt::Write as _,
     path::{Path, PathBuf},
     process::{ExitCode, Stdio},
+    sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
@@ -81,49 +85,83 @@ use tower::ServiceExt;
 struct Mode {
     name: &'static str,
     description: &'static str,
-    /// Whether its responses must be cache hits.
-    cached: bool,
-    /// The one command a request makes Redis run, once warmed up; `None` for the
-    /// modes without Redis.
+    /// What its responses must be once warmed up.
+    expect: Expect,
+    /// Whether it talks to Redis: the Redis server is started for it, and the
+    /// commands of its measured requests are counted.
+    redis: bool,
+    /// The one command a request makes Redis run once warmed up, which the warm-up
+    /// waits for; `None` when there is no such state to wait for.
     command: Option<&'static str>,
 }
 
-const MODES: [Mode; 6] = [
+/// What a mode's responses must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Anything the handler answers (the handlers without the cache).
+    Any,
+    /// Cache hits.
+    Hit,
+    /// Misses that store the page: each request is for a URL never asked before.
+    Miss,
+}
+
+const MODES: [Mode; 8] = [
     Mode {
         name: "bare",
         description: "bare axum handler",
-        cached: false,
+        expect: Expect::Any,
+        redis: false,
         command: None,
     },
     Mode {
         name: "get",
         description: "handler doing one Redis GET",
-        cached: false,
+        expect: Expect::Any,
+        redis: true,
         command: Some("get"),
     },
     Mode {
         name: "mem",
         description: "cache-page hit, MemoryStore",
-        cached: true,
+        expect: Expect::Hit,
+        redis: false,
         command: None,
     },
     Mode {
         name: "redis",
         description: "cache-page hit, RedisStore (page kept in process, one PING)",
-        cached: true,
+        expect: Expect::Hit,
+        redis: true,
         command: Some("ping"),
     },
     Mode {
         name: "redis-get",
         description: "cache-page hit, RedisStore, near_cache_bytes(0) (one GET at tracked versions)",
-        cached: true,
+        expect: Expect::Hit,
+        redis: true,
         command: Some("get"),
     },
     Mode {
         name: "mget",
         description: "cache-page hit, RedisStore, tracked_versions(false) (one MGET)",
-        cached: true,
+        expect: Expect::Hit,
+        redis: true,
         command: Some("mget"),
+    },
+    Mode {
+        name: "mem-miss",
+        description: "cache-page miss on a new URL, MemoryStore (looked up, run, stored)",
+        expect: Expect::Miss,
+        redis: false,
+        command: None,
+    },
+    Mode {
+        name: "redis-miss",
+        description: "cache-page miss on a new URL, RedisStore (looked up, run, stored)",
+        expect: Expect::Miss,
+        redis: true,
+        command: None,
     },
 ];
 
@@ -298,7 +336,7 @@ async fn run(opts: &Options, valgrind: &Path) -> Result<(), String> {
     let exe = env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let mut modes = opts.modes.clone();
     let mut redis = None;
-    if modes.iter().any(|m| m.command.is_some()) {
+    if modes.iter().any(|m| m.redis) {
         if on_path("redis-server").is_none() {
             return Err(
                 "redis-server not found on PATH; install it (Debian/Ubuntu: \
@@ -315,7 +353,7 @@ async fn run(opts: &Options, valgrind: &Path) -> Result<(), String> {
                 let cli = server.cli().await;
                 redis = Some(Redis { server, cli });
             }
-            None => modes.retain(|m| m.command.is_none()),
+            None => modes.retain(|m| !m.redis),
         }
     }
 
@@ -496,7 +534,7 @@ fn table(results: &[Measured], n: u64) -> String {
     out.push_str("|---|---|---:|---:|---|\n");
     for r in results {
         let ratio = bare.map_or(String::new(), |b| format!("{:.2}", r.per_request / b));
-        let commands = if r.mode.command.is_some() {
+        let commands = if r.mode.redis {
             r.commands
                 .iter()
                 .map(|(name, calls)| {
@@ -524,7 +562,7 @@ fn table(results: &[Measured], n: u64) -> String {
 
 // `bare` and `get` are `bench::bare` and `bench::one_get`.
 
-/// `mem`, `redis`, `redis-get`, `mget`: the bare handler, cached on the default cache.
+/// The cached modes: the bare handler, cached on the default cache.
 #[cache_page(timeout = 3600, group = "bench")]
 async fn cached() -> Response {
     page(BODY.clone())
@@ -666,8 +704,8 @@ async fn router(mode: Mode, url: &str) -> Result<Router, String> {
             let () = conn.set(BODY_KEY, BODY.as_ref()).await.map_err(|x| e(&x))?;
             return Ok(Router::new().route("/page", get(one_get)).with_state(conn));
         }
-        "mem" => Cache::new(MemoryStore::new()),
-        "redis" => Cache::new(store(true, None)?),
+        "mem" | "mem-miss" => Cache::new(MemoryStore::new()),
+        "redis" | "redis-miss" => Cache::new(store(true, None)?),
         "redis-get" => Cache::new(store(true, Some(0))?),
         "mget" => Cache::new(store(false, None)?),
         other => return Err(format!("unknown mode {other:?}")),
@@ -676,11 +714,17 @@ async fn router(mode: Mode, url: &str) -> Result<Router, String> {
     Ok(Router::new().route("/page", get(cached)))
 }
 
-/// `GET /page` through `app`, its `Cache-Status` and body read whole; an error if it
-/// fails, or, with `must_hit` in a cached mode, is not a hit.
-async fn request(app: &Router, mode: Mode, must_hit: bool) -> Result<(), String> {
+/// `GET /page` through `app` (`/page?n=N`, a URL never asked before, in the miss
+/// modes), its `Cache-Status` and body read whole; an error if it fails, or, once
+/// `warm`, is not what the mode expects.
+async fn request(app: &Router, mode: Mode, warm: bool) -> Result<(), String> {
+    static NEXT_URL: AtomicU64 = AtomicU64::new(0);
+    let uri = match mode.expect {
+        Expect::Miss => format!("/page?n={}", NEXT_URL.fetch_add(1, Ordering::Relaxed)),
+        Expect::Any | Expect::Hit => "/page".to_owned(),
+    };
     let req = Request::builder()
-        .uri("/page")
+        .uri(uri)
         .header(header::HOST, "bench.example")
         .body(Body::empty())
         .map_err(|e| e.to_string())?;
@@ -691,7 +735,7 @@ async fn request(app: &Router, mode: Mode, must_hit: bool) -> Result<(), String>
         .get("cache-status")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let hit = cache_status.split(';').any(|p| p.trim() == "hit");
+    let says = |what: &str| cache_status.split(';').any(|p| p.trim() == what);
     let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
     if parts.status != StatusCode::OK || body.len() != BODY_LEN {
         return Err(format!(
@@ -700,10 +744,17 @@ async fn request(app: &Router, mode: Mode, must_hit: bool) -> Result<(), String>
             body.len()
         ));
     }
-    // A miss after the warm-up is the cache failing open (a lookup error or timeout).
-    if must_hit && mode.cached && !hit {
+    // After the warm-up, a miss in a hit mode, or a page not stored in a miss mode,
+    // is the cache failing open (a lookup or store error, or a timeout).
+    let expected = match mode.expect {
+        Expect::Any => true,
+        Expect::Hit => says("hit"),
+        Expect::Miss => says("stored"),
+    };
+    if warm && !expected {
         return Err(format!(
-            "expected a hit, got Cache-Status: {cache_status:?}"
+            "expected a {:?}, got Cache-Status: {cache_status:?}",
+            mode.expect
         ));
     }
     Ok(())
