@@ -19,7 +19,7 @@ use crate::{
     Cache, Entry, Error, PageConfig,
     entry::{Now, VaryIndex, unix_ms},
     flight::Landed,
-    key::{digest, variant_hash},
+    key::{body_tag, variant_hash},
     policy::{self, Uncacheable},
     request::Forward,
     respond::{Served, hit, is_not_modified, set_status},
@@ -258,7 +258,7 @@ impl Miss {
         let now = SystemTime::now();
         policy::patch_headers(&mut head.headers, timeout, now);
         if !head.headers.contains_key(header::ETAG) {
-            let etag = format!("\"{}\"", digest(&bytes));
+            let etag = format!("\"{}\"", body_tag(&bytes));
             if let Ok(etag) = HeaderValue::from_str(&etag) {
                 head.headers.insert(header::ETAG, etag);
             }

@@ -101,7 +101,7 @@ async fn an_etag_is_computed_from_the_body(cache: Cache) {
     let hex = etag.trim_matches('"');
     assert!(
         etag.starts_with('"') && etag.ends_with('"') && hex.len() == 32,
-        "not a quoted md5: {etag:?}"
+        "not a quoted 128-bit hash in hex: {etag:?}"
     );
     assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()), "{etag:?}");
     assert_eq!(
