@@ -369,10 +369,10 @@ impl Cache {
         // it waits on a bounded wait, no timer is registered; one is as soon as it
         // waits on anything else.
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
-        if !bounded() {
-            timer.set(Some(tokio::time::sleep_until(deadline)));
-        }
+        // Boxed: a timer is set only here, on the slow path, and inline its room would
+        // be part of every lookup's state, hits answered at once included.
+        let sleep = || Box::pin(tokio::time::sleep_until(deadline));
+        let mut timer = (!bounded()).then(sleep);
         let mut first = true;
         std::future::poll_fn(|cx| {
             if !std::mem::take(&mut first) {
@@ -381,10 +381,10 @@ impl Cache {
                     return Poll::Ready(out);
                 }
                 if timer.is_none() && !bounded() {
-                    timer.set(Some(tokio::time::sleep_until(deadline)));
+                    timer = Some(sleep());
                 }
             }
-            match timer.as_mut().as_pin_mut().map(|timer| timer.poll(cx)) {
+            match timer.as_mut().map(|timer| timer.as_mut().poll(cx)) {
                 Some(Poll::Ready(())) => Poll::Ready(Err(Error::Timeout(timeout))),
                 _ => Poll::Pending,
             }

@@ -164,8 +164,9 @@ where
     // of its groups is served stale within the handler's grace, and rebuilt below.
     let (found, superseded) = match found {
         None if !refresh && config.grace > 0 && !page.groups.is_empty() => {
+            // Boxed, as the miss path below: rare, and its future is large.
             let old = superseded(&cache, page, &lookup.scopes, &parts, url, now, config.grace);
-            match old.await {
+            match Box::pin(old).await {
                 Some(entry) => (Some(entry), true),
                 None => (None, false),
             }
@@ -416,6 +417,20 @@ pub(crate) async fn find(
     let Some(index) = &entry.vary else {
         return Found::Page(entry.clone());
     };
+    // Boxed: only a page that varies waits for a second read, and a hit on any other
+    // page should not carry (and move) that wait's room in its state.
+    Box::pin(find_variant(cache, lookup, index, parts, url, now)).await
+}
+
+/// The variant of a page that varies on request headers, for this request's headers.
+async fn find_variant(
+    cache: &Cache,
+    lookup: &Lookup,
+    index: &VaryIndex,
+    parts: &Parts,
+    url: &str,
+    now: Now,
+) -> Found {
     let variant_hash = variant_hash(&lookup.hash, index.nonce, &vary_values(parts, &index.names));
     let variant = match cache.guarded(cache.store().get(&variant_hash)).await {
         Ok(v) => v.filter(|v| v.vary.is_none() && usable(v, &lookup.scopes, url, now)),
