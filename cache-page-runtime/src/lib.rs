@@ -184,6 +184,7 @@ mod policy;
 mod redis_cluster;
 #[cfg(feature = "redis")]
 mod redis_store;
+mod replica;
 mod request;
 mod respond;
 mod serve;

@@ -8,6 +8,7 @@ use std::{
 use crate::{
     Entry, Error,
     entry::{Now, unix_ms},
+    replica::{self, Generation},
     store::{BoxFuture, Lookup, PageKey, SoftRecord, Store, Superseded, Version, version_seed},
 };
 
@@ -39,6 +40,9 @@ pub struct MemoryStore {
     entries: Arc<Entries>,
     versions: Arc<Versions>,
     tags: Arc<Mutex<TagIndex>>,
+    /// Moved after every change a thread's copy of a page could miss (see `replica`);
+    /// `None` when the store keeps no per-thread copies.
+    generation: Option<Arc<Generation>>,
 }
 
 /// The entries, by page hash.
@@ -182,6 +186,7 @@ impl std::fmt::Debug for MemoryStore {
 pub struct MemoryStoreBuilder {
     max_entries: u64,
     max_bytes: u64,
+    thread_copies: bool,
 }
 
 impl Default for MemoryStore {
@@ -293,6 +298,7 @@ impl MemoryStore {
         MemoryStoreBuilder {
             max_entries: 10_000,
             max_bytes: 64 * 1024 * 1024,
+            thread_copies: true,
         }
     }
 
@@ -355,8 +361,16 @@ impl MemoryStore {
         let removed = self.entries.remove(hash).is_some();
         if removed {
             lock(&self.tags).forget(hash);
+            self.moved();
         }
         removed
+    }
+
+    /// Moves the generation after a change that a thread's copy of a page could miss.
+    fn moved(&self) {
+        if let Some(generation) = &self.generation {
+            generation.bump();
+        }
     }
 }
 
@@ -374,6 +388,21 @@ impl MemoryStoreBuilder {
     /// kept: with the default, pages up to about 8 MiB on two cores, 4 MiB on more.
     pub fn max_bytes(mut self, n: u64) -> Self {
         self.max_bytes = n.max(1);
+        self
+    }
+
+    /// Whether each thread keeps its own copies of the pages it serves most (default
+    /// `true`).
+    ///
+    /// Pages that two cores serve from one shared entry make each core wait for the
+    /// cache lines of its reference counts and locks, which the other core has just
+    /// written. With copies, a thread serves a page found twice in the store from a
+    /// copy of its own, while nothing was invalidated since, and skips hashing the key
+    /// and reading the versions. Copies are of pages up to 64 KiB, at most 1 MiB of
+    /// them per thread, and are not counted in `max_bytes`. An invalidation, a removal
+    /// or a replacement is seen by the next lookup on every thread, as without copies.
+    pub fn thread_copies(mut self, on: bool) -> Self {
+        self.thread_copies = on;
         self
     }
 
@@ -406,6 +435,7 @@ impl MemoryStoreBuilder {
                 soft_capacity: capacity,
             }),
             tags,
+            generation: self.thread_copies.then(|| Arc::new(Generation::new())),
         }
     }
 }
@@ -414,7 +444,21 @@ impl MemoryStore {
     /// [`Store::lookup`], answered at once, but for expiry: the entry may be past its
     /// timeout and grace, which the request path checks for itself (see
     /// `serve::usable`) with its own clock reading.
-    pub(crate) fn lookup_now(&self, page: PageKey<'_>) -> Lookup {
+    pub(crate) fn lookup_now(&self, page: PageKey<'_>, now: Now) -> Lookup {
+        let Some(generation) = &self.generation else {
+            return self.read(page);
+        };
+        let at = generation.read();
+        if let Some(copy) = replica::find(generation, at, &page, now) {
+            return copy;
+        }
+        let lookup = self.read(page);
+        replica::offer(generation, at, &page, &lookup, now);
+        lookup
+    }
+
+    /// A lookup in the store itself.
+    fn read(&self, page: PageKey<'_>) -> Lookup {
         let hash = page.hash_at(
             page.groups
                 .iter()
@@ -436,11 +480,12 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     fn lookup<'a>(&'a self, page: PageKey<'a>) -> BoxFuture<'a, Result<Lookup, Error>> {
-        let mut lookup = self.lookup_now(page);
+        let now = Now::read();
+        let mut lookup = self.lookup_now(page, now);
         lookup.entry = lookup
             .entry
             .take()
-            .and_then(|entry| self.unexpired(&lookup.hash, entry, Now::read()));
+            .and_then(|entry| self.unexpired(&lookup.hash, entry, now));
         Box::pin(std::future::ready(Ok(lookup)))
     }
 
@@ -476,6 +521,11 @@ impl Store for MemoryStore {
         let mut evicted = Vec::new();
         self.entries
             .insert_with_lifecycle(hash.to_owned(), entry, &mut evicted);
+        // An entry replaced (or one refused, which takes its predecessor out): a copy
+        // of the one before must not stand. Evictions of other pages leave copies be.
+        if evicted.iter().any(|h| h == hash) {
+            self.moved();
+        }
         if !evicted.is_empty() {
             // A replaced entry keeps its hash, whose tags were just recorded; one refused
             // (larger than its shard) is not held.
@@ -495,6 +545,7 @@ impl Store for MemoryStore {
 
     fn bump<'a>(&'a self, version: Version<'a>) -> BoxFuture<'a, Result<u64, Error>> {
         let v = self.versions.bump(version);
+        self.moved();
         Box::pin(std::future::ready(Ok(v)))
     }
 
@@ -505,6 +556,7 @@ impl Store for MemoryStore {
 
     fn bump_soft<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
         let v = self.versions.bump_soft(group);
+        self.moved();
         Box::pin(std::future::ready(Ok(v)))
     }
 
@@ -556,6 +608,7 @@ impl Store for MemoryStore {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use futures_util::FutureExt as _;
     use http::StatusCode;
     use std::time::Duration;
 
@@ -638,16 +691,19 @@ mod tests {
             .insert(&l.hash, entry(b"x", Duration::from_secs(60)), &[])
             .await
             .unwrap();
-        let again = store.lookup(page).await.unwrap();
-        assert_eq!(
-            (again.hash.as_str(), again.scopes.as_slice()),
-            (l.hash.as_str(), l.scopes.as_slice())
-        );
-        assert!(again.entry.is_some());
+        // Found three times: the third is served from this thread's copy.
+        for _ in 0..3 {
+            let again = store.lookup(page).await.unwrap();
+            assert_eq!(
+                (again.hash.as_str(), again.scopes.as_slice()),
+                (l.hash.as_str(), l.scopes.as_slice())
+            );
+            assert!(again.entry.is_some());
+        }
 
         let bump_elsewhere = |version: Version<'static>| {
             std::thread::scope(|s| {
-                s.spawn(|| store.versions.bump(version));
+                s.spawn(|| store.bump(version).now_or_never().unwrap().unwrap());
             });
         };
         bump_elsewhere(Version::Url("/a"));
@@ -840,5 +896,174 @@ mod tests {
         assert!(get(&store, &[], "/huge").await.entry.is_none());
         assert_eq!(store.entry_count(), 0);
         assert_eq!(store.tag_count(), 0);
+    }
+
+    /// The entry a lookup of `page` returns, and whether it is the store's own (not a
+    /// thread's copy).
+    fn served(store: &MemoryStore, page: PageKey<'_>) -> (Option<Arc<Entry>>, bool) {
+        let found = store.lookup(page).now_or_never().unwrap().unwrap();
+        let held = store.entries.get(&found.hash);
+        let own = match (&found.entry, &held) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        (found.entry, own)
+    }
+
+    /// Stores `body` for `page` as the request path does: with the scope versions its
+    /// lookup read.
+    fn store_page(store: &MemoryStore, page: PageKey<'_>, body: &'static [u8], tags: &[String]) {
+        let l = store.lookup(page).now_or_never().unwrap().unwrap();
+        let mut e = Arc::unwrap_or_clone(entry(body, Duration::from_secs(60)));
+        e.scopes = l.scopes;
+        store
+            .insert(&l.hash, Arc::new(e), tags)
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+    }
+
+    /// Whether a lookup of `page` finds an entry the request path may serve: one stored
+    /// at the scope versions the lookup read.
+    fn servable(store: &MemoryStore, page: PageKey<'_>) -> bool {
+        let l = store.lookup(page).now_or_never().unwrap().unwrap();
+        l.entry.is_some_and(|e| e.scopes == l.scopes)
+    }
+
+    #[test]
+    fn a_page_found_twice_is_then_served_from_the_threads_own_copy() {
+        let store = MemoryStore::new();
+        let groups = vec!["g".to_owned()];
+        let page = page(&groups, "/a");
+        store_page(&store, page, b"body", &[]);
+        assert!(served(&store, page).1, "found once: the store's entry");
+        assert!(
+            served(&store, page).1,
+            "found twice: the store's entry, copied"
+        );
+        let (copy, own) = served(&store, page);
+        assert!(!own, "the third lookup is served from the copy");
+        let copy = copy.unwrap();
+        let held = store
+            .entries
+            .get(&page.hash_at([version_of(&store, "g")]))
+            .unwrap();
+        assert_eq!(copy.body, held.body);
+        assert_ne!(
+            copy.body.as_ptr(),
+            held.body.as_ptr(),
+            "a copy shares no bytes"
+        );
+        assert_eq!(copy.created_ms, held.created_ms);
+        assert!(replica::weight_held() >= copy.body.len());
+
+        // On another thread, the store's entry again until that thread copies it too.
+        std::thread::scope(|s| {
+            s.spawn(|| assert!(served(&store, page).1));
+        });
+    }
+
+    fn version_of(store: &MemoryStore, group: &str) -> u64 {
+        store
+            .version(Version::Group(group))
+            .now_or_never()
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_change_a_copy_could_miss_sends_the_next_lookup_to_the_store() {
+        let groups = vec!["g".to_owned()];
+        let scopes = [Version::Path("/a"), Version::Url("/a?x=1")];
+        let page = PageKey {
+            scopes: &scopes,
+            ..page(&groups, "/a?x=1")
+        };
+        let tags = vec!["t".to_owned()];
+        type Change = fn(&MemoryStore, PageKey<'_>);
+        let changes: [(&str, Change); 6] = [
+            ("group", |s, _| {
+                s.bump(Version::Group("g")).now_or_never().unwrap().unwrap();
+            }),
+            ("path", |s, _| {
+                s.bump(Version::Path("/a")).now_or_never().unwrap().unwrap();
+            }),
+            ("url", |s, _| {
+                s.bump(Version::Url("/a?x=1"))
+                    .now_or_never()
+                    .unwrap()
+                    .unwrap();
+            }),
+            ("soft group", |s, _| {
+                s.bump_soft("g").now_or_never().unwrap().unwrap();
+            }),
+            ("tag", |s, _| {
+                s.delete_tag("t").now_or_never().unwrap().unwrap();
+            }),
+            ("removal", |s, p| {
+                let hash = s.lookup(p).now_or_never().unwrap().unwrap().hash;
+                assert!(s.remove(&hash).now_or_never().unwrap().unwrap());
+            }),
+        ];
+        for (what, change) in changes {
+            let store = MemoryStore::new();
+            store_page(&store, page, b"old", &tags);
+            for _ in 0..3 {
+                served(&store, page);
+            }
+            assert!(!served(&store, page).1, "{what}: served from the copy");
+            assert!(servable(&store, page), "{what}: the copy may be served");
+            change(&store, page);
+            assert!(
+                !servable(&store, page),
+                "{what}: nothing to serve after the change"
+            );
+        }
+
+        // A replacement: the next lookup finds the new entry, not the copy of the old.
+        let store = MemoryStore::new();
+        store_page(&store, page, b"old", &[]);
+        for _ in 0..3 {
+            served(&store, page);
+        }
+        store_page(&store, page, b"new", &[]);
+        assert_eq!(served(&store, page).0.unwrap().body, "new");
+    }
+
+    #[test]
+    fn heavy_pages_and_stores_without_copies_are_never_copied() {
+        static HEAVY: [u8; replica::MAX_WEIGHT + 1] = [b'x'; replica::MAX_WEIGHT + 1];
+        let groups = vec![];
+        let store = MemoryStore::new();
+        store_page(&store, page(&groups, "/heavy"), &HEAVY, &[]);
+        let off = MemoryStore::builder().thread_copies(false).build();
+        store_page(&off, page(&groups, "/light"), b"light", &[]);
+        for _ in 0..4 {
+            assert!(served(&store, page(&groups, "/heavy")).1);
+            assert!(served(&off, page(&groups, "/light")).1);
+        }
+    }
+
+    #[test]
+    fn a_threads_copies_stay_within_their_budget() {
+        static PAGE: [u8; 60 * 1024] = [b'p'; 60 * 1024];
+        let store = MemoryStore::builder().max_bytes(256 * 1024 * 1024).build();
+        let keys: Vec<String> = (0..200).map(|i| format!("/p/{i}")).collect();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let groups = vec![];
+                for key in &keys {
+                    store_page(&store, page(&groups, key), &PAGE, &[]);
+                    for _ in 0..3 {
+                        served(&store, page(&groups, key));
+                    }
+                }
+                let held = replica::weight_held();
+                assert!(
+                    held > 0 && held <= replica::BUDGET,
+                    "{held} bytes of copies"
+                );
+            });
+        });
     }
 }

@@ -108,7 +108,7 @@ where
     let started = SystemTime::now();
     let lookup = match cache.in_process() {
         // Answered at once, and it cannot fail: no breaker, no timer, no boxed future.
-        Some(store) => Ok(store.lookup_now(page)),
+        Some(store) => Ok(store.lookup_now(page, Now::at(started))),
         None => cache.guarded(cache.store().lookup(page)).await,
     };
     let finished = SystemTime::now();

@@ -1,0 +1,271 @@
+//! Each thread's own copies of the pages it serves most from a `MemoryStore`.
+//!
+//! Two cores serving one page from the store share its `Arc<Entry>`, the `Bytes` of its
+//! body and headers, a shard's lock and the version maps' locks: every hit writes
+//! reference counts and lock words that the other core wrote a moment before, and each
+//! such write waits for its cache line to come over from the other core. A page served
+//! from the thread's own copy writes no line that another core writes. The copy also
+//! remembers the hash and the versions it was found at, so a hit on it neither reads
+//! the versions nor hashes the key.
+//!
+//! A copy stands while its store's [`Generation`] is the one it was made at. The store
+//! moves the generation after every change that could make a copy wrong (a version
+//! bumped, an entry removed or replaced), so a lookup that starts after an
+//! invalidation returned reads the store again. An entry evicted for room does not move
+//! it: the copy is still that page at those versions. A copy is served only while
+//! fresh; a stale one sends the lookup to the store, where a refreshed entry may be.
+//!
+//! A page is copied the second time a thread finds it in the store with nothing
+//! changed in between, so pages asked for once are not copied, and only if it weighs
+//! at most [`MAX_WEIGHT`]; the copies of one thread weigh at most [`BUDGET`] in all.
+
+use std::{
+    cell::RefCell,
+    hash::BuildHasher as _,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use http::{HeaderName, HeaderValue};
+
+use crate::{
+    Entry, VaryIndex,
+    entry::Now,
+    store::{Lookup, PageKey, Version},
+};
+
+/// Slots per thread, one page each.
+const SLOTS: usize = 64;
+
+/// The heaviest page copied (its [`Entry::weight`] and hash).
+pub(crate) const MAX_WEIGHT: usize = 64 * 1024;
+
+/// The most a thread's copies weigh in all.
+pub(crate) const BUDGET: usize = 1024 * 1024;
+
+/// A store's generation: moved after every change that could make a copy wrong.
+///
+/// Read on every hit and written only on invalidations, so it has a cache line of its
+/// own: a line that no hit writes stays in every core's cache.
+#[derive(Debug)]
+#[repr(align(128))]
+pub(crate) struct Generation {
+    /// Which store: never reused, so that a store made where a dropped one was cannot
+    /// take the dropped one's copies for its own.
+    store: u64,
+    value: AtomicU64,
+}
+
+impl Generation {
+    pub(crate) fn new() -> Self {
+        static STORES: AtomicU64 = AtomicU64::new(0);
+        Generation {
+            store: STORES.fetch_add(1, Ordering::Relaxed),
+            value: AtomicU64::new(0),
+        }
+    }
+
+    /// The generation now: read before anything the copy is made from.
+    pub(crate) fn read(&self) -> u64 {
+        self.value.load(Ordering::Acquire)
+    }
+
+    /// Moves the generation: called after the change, so that a thread that sees the
+    /// new generation sees the change too.
+    pub(crate) fn bump(&self) {
+        self.value.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// One page a thread found in a store: what it was looked up by, what the lookup
+/// found, and the thread's copy of the entry once it has one.
+struct Slot {
+    store: u64,
+    generation: u64,
+    prefix: String,
+    groups: Vec<String>,
+    key: String,
+    caller: Option<String>,
+    scopes: Vec<(u8, String)>,
+    hash: String,
+    versions: Vec<u64>,
+    /// `None` until the page is found a second time.
+    copy: Option<Arc<Entry>>,
+    /// The copy's weight against [`BUDGET`].
+    weight: usize,
+}
+
+fn kind(version: &Version<'_>) -> u8 {
+    match version {
+        Version::Group(_) => 0,
+        Version::Path(_) => 1,
+        Version::Url(_) => 2,
+        Version::Prefix(_) => 3,
+    }
+}
+
+impl Slot {
+    fn new(generation: &Generation, at: u64, page: &PageKey<'_>, lookup: &Lookup) -> Self {
+        Slot {
+            store: generation.store,
+            generation: at,
+            prefix: page.prefix.to_owned(),
+            groups: page.groups.to_vec(),
+            key: page.key.to_owned(),
+            caller: page.caller.map(str::to_owned),
+            scopes: page
+                .scopes
+                .iter()
+                .map(|v| (kind(v), v.name().to_owned()))
+                .collect(),
+            hash: lookup.hash.clone(),
+            versions: lookup.scopes.clone(),
+            copy: None,
+            weight: 0,
+        }
+    }
+
+    /// Whether the slot is for this page of this store, at generation `at`.
+    fn is_for(&self, store: u64, at: u64, page: &PageKey<'_>) -> bool {
+        self.store == store
+            && self.generation == at
+            && self.key == page.key
+            && self.prefix == page.prefix
+            && self.caller.as_deref() == page.caller
+            && self.groups == page.groups
+            && self.scopes.len() == page.scopes.len()
+            && self
+                .scopes
+                .iter()
+                .zip(page.scopes)
+                .all(|((k, name), v)| *k == kind(v) && name == v.name())
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    slots: Vec<Option<Slot>>,
+    /// The weight of every copy held.
+    weight: usize,
+}
+
+thread_local! {
+    static TABLE: RefCell<Table> = RefCell::default();
+}
+
+fn slot_of(page: &PageKey<'_>) -> usize {
+    foldhash::fast::FixedState::default().hash_one(page.key) as usize % SLOTS
+}
+
+/// Runs `f` on this thread's table, unless the thread is being torn down (or, which
+/// cannot happen, the table is in use): then the store is read as if there were none.
+fn with_table<T>(f: impl FnOnce(&mut Table) -> Option<T>) -> Option<T> {
+    TABLE
+        .try_with(|table| {
+            let mut table = table.try_borrow_mut().ok()?;
+            if table.slots.is_empty() {
+                table.slots.resize_with(SLOTS, || None);
+            }
+            f(&mut table)
+        })
+        .ok()
+        .flatten()
+}
+
+/// This thread's copy of `page`, as a lookup, if it has one made at generation `at`
+/// that is fresh at `now`.
+pub(crate) fn find(
+    generation: &Generation,
+    at: u64,
+    page: &PageKey<'_>,
+    now: Now,
+) -> Option<Lookup> {
+    with_table(|table| {
+        let slot = table.slots[slot_of(page)].as_ref()?;
+        let copy = slot.copy.as_ref()?;
+        if !slot.is_for(generation.store, at, page) || copy.is_stale(now) {
+            return None;
+        }
+        Some(Lookup {
+            hash: slot.hash.clone(),
+            entry: Some(Arc::clone(copy)),
+            scopes: slot.versions.clone(),
+        })
+    })
+}
+
+/// Tells the thread's table what a lookup of `page` at generation `at` found in the
+/// store: the page is remembered the first time, and copied the second, if it is fresh
+/// at `now` and light enough.
+pub(crate) fn offer(
+    generation: &Generation,
+    at: u64,
+    page: &PageKey<'_>,
+    lookup: &Lookup,
+    now: Now,
+) {
+    let Some(entry) = &lookup.entry else { return };
+    with_table(|table| {
+        let index = slot_of(page);
+        let seen = table.slots[index]
+            .as_ref()
+            .is_some_and(|s| s.is_for(generation.store, at, page) && s.hash == lookup.hash);
+        if !seen {
+            if let Some(old) = table.slots[index].take() {
+                table.weight -= old.weight;
+            }
+            table.slots[index] = Some(Slot::new(generation, at, page, lookup));
+            return Some(());
+        }
+        let weight = lookup.hash.len() + entry.weight();
+        let slot = table.slots[index].as_mut()?;
+        if entry.is_stale(now)
+            || weight > MAX_WEIGHT
+            || table.weight - slot.weight + weight > BUDGET
+        {
+            return None;
+        }
+        let old = std::mem::replace(&mut slot.weight, weight);
+        slot.copy = Some(Arc::new(copy_of(entry)));
+        slot.versions.clone_from(&lookup.scopes);
+        table.weight = table.weight - old + weight;
+        Some(())
+    });
+}
+
+/// A deep copy of `entry`: nothing in it is shared with the original.
+fn copy_of(entry: &Entry) -> Entry {
+    let name = |n: &HeaderName| {
+        HeaderName::from_bytes(n.as_str().as_bytes()).unwrap_or_else(|_| n.clone())
+    };
+    Entry {
+        status: entry.status,
+        headers: entry
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                let mut value = HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone());
+                value.set_sensitive(v.is_sensitive());
+                (name(n), value)
+            })
+            .collect(),
+        body: bytes::Bytes::copy_from_slice(&entry.body),
+        created_ms: entry.created_ms,
+        ttl: entry.ttl,
+        grace: entry.grace,
+        origin: entry.origin.clone(),
+        scopes: entry.scopes.clone(),
+        vary: entry.vary.as_ref().map(|index| VaryIndex {
+            names: index.names.iter().map(name).collect(),
+            nonce: index.nonce,
+        }),
+    }
+}
+
+/// The weight of this thread's copies, for tests.
+#[cfg(test)]
+pub(crate) fn weight_held() -> usize {
+    with_table(|table| Some(table.weight)).unwrap_or(0)
+}
