@@ -344,6 +344,7 @@ cached_router!(mget_router, "bench-mget");
 cached_router!(seed_router, "bench-seed");
 cached_router!(redis_miss_router, "bench-miss");
 cached_router!(memory_router);
+cached_router!(memory_shared_router, "bench-memory-shared");
 cached_router!(memory_miss_router, "bench-memory-miss");
 
 async fn listen(router: Router) -> io::Result<SocketAddr> {
@@ -993,8 +994,8 @@ fn summarize(runs: &[Run]) -> Summary {
 /// (e/a, d/b, d/f) next to each other, and most others one apart. A ratio taken within
 /// a round compares two measurements a few seconds apart, not half a minute, so the
 /// host's drift moves it less. Configurations not listed come last, as given.
-const MEASURING_ORDER: [&str; 13] = [
-    "c", "d2", "d1", "d0", "b", "d", "f", "e", "a", "h", "d′", "a′", "e′",
+const MEASURING_ORDER: [&str; 14] = [
+    "c", "d2", "d1", "d0", "b", "d", "f", "e", "a", "h", "e0", "d′", "a′", "e′",
 ];
 
 /// Runs every configuration once per round, interleaved in [`MEASURING_ORDER`], and
@@ -1456,12 +1457,17 @@ async fn run(opts: Options) -> Result<(), String> {
     cache_page_runtime::install_named("bench-miss", Cache::new(miss_store.clone()));
     cache_page_runtime::install(Cache::new(MemoryStore::new())).map_err(|x| e(&x))?;
     cache_page_runtime::install_named("bench-memory-miss", Cache::new(MemoryStore::new()));
+    cache_page_runtime::install_named(
+        "bench-memory-shared",
+        Cache::new(MemoryStore::builder().thread_copies(false).build()),
+    );
     let redis_addr = listen(redis_router()).await.map_err(|x| e(&x))?;
     let get_addr = listen(get_router()).await.map_err(|x| e(&x))?;
     let mget_addr = listen(mget_router()).await.map_err(|x| e(&x))?;
     let seed_addr = listen(seed_router()).await.map_err(|x| e(&x))?;
     let redis_miss_addr = listen(redis_miss_router()).await.map_err(|x| e(&x))?;
     let memory_addr = listen(memory_router()).await.map_err(|x| e(&x))?;
+    let memory_shared_addr = listen(memory_shared_router()).await.map_err(|x| e(&x))?;
     let memory_miss_addr = listen(memory_miss_router()).await.map_err(|x| e(&x))?;
     let varnish = start_varnish(bare_addr).await?;
     let _ = DAEMON_PIDS.set(DaemonPids {
@@ -1512,6 +1518,13 @@ async fn run(opts: Options) -> Result<(), String> {
         ),
         config("e", "cache-page hit, MemoryStore", memory_addr, false, None),
         config(
+            "e0",
+            "cache-page hit, MemoryStore, thread_copies(false)",
+            memory_shared_addr,
+            false,
+            None,
+        ),
+        config(
             "h",
             "bare handler sending a hit's headers",
             headed_addr,
@@ -1560,7 +1573,9 @@ async fn run(opts: Options) -> Result<(), String> {
             ));
         }
         let hit = match *id {
-            "d" | "d0" | "d1" | "d2" | "e" => last.head.contains("cache-status: cache-page; hit"),
+            "d" | "d0" | "d1" | "d2" | "e" | "e0" => {
+                last.head.contains("cache-status: cache-page; hit")
+            }
             "f" => last
                 .head
                 .lines()
@@ -1762,6 +1777,12 @@ async fn run(opts: Options) -> Result<(), String> {
             "| |",
         ),
         (
+            "e",
+            "e0",
+            "each thread's own copy of the page ÷ one entry both cores share, both MemoryStore",
+            "| |",
+        ),
+        (
             "d0",
             "b",
             "Redis hit without the near cache (one GET) ÷ one Redis GET",
@@ -1804,7 +1825,7 @@ async fn run(opts: Options) -> Result<(), String> {
             rps(num) / rps(den)
         );
     }
-    let fail_open: u64 = ["d", "d0", "e"]
+    let fail_open: u64 = ["d", "d0", "e", "e0"]
         .iter()
         .filter_map(|id| by_id(id, &loaded))
         .map(|s| s.handler_runs)
