@@ -279,8 +279,8 @@ fn main() -> ExitCode {
         .build()
         .expect("a Tokio runtime");
     let code = rt.block_on(async {
-        // On Ctrl-C the run is dropped, and with it the child under valgrind (killed
-        // on drop) and the Redis server.
+        // On Ctrl-C or SIGTERM the run is dropped, and with it the child under
+        // valgrind (killed on drop) and the Redis server.
         tokio::select! {
             result = run(&opts, &valgrind) => match result {
                 Ok(()) => ExitCode::SUCCESS,
@@ -289,9 +289,9 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             },
-            _ = tokio::signal::ctrl_c() => {
+            code = cache_page_tests::bench::stop_signal() => {
                 eprintln!("interrupted");
-                ExitCode::from(130)
+                ExitCode::from(code)
             }
         }
     });

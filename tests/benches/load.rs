@@ -137,7 +137,7 @@ impl Options {
 
 // ---------------------------------------------------------------------------------
 // Processes this benchmark starts: stopped when their guard drops, which happens at
-// the end, on an error, on a panic, and on Ctrl-C (the run is dropped).
+// the end, on an error, on a panic, and on Ctrl-C or SIGTERM (the run is dropped).
 // ---------------------------------------------------------------------------------
 
 fn signal(pid: u32, sig: &str) -> bool {
@@ -1364,8 +1364,8 @@ fn main() {
         .build()
         .expect("a runtime");
     let code = rt.block_on(async {
-        // On Ctrl-C the run is dropped, and with it the guards of every process it
-        // started (the load client is killed on drop).
+        // On Ctrl-C or SIGTERM the run is dropped, and with it the guards of every
+        // process it started (the load client is killed on drop).
         tokio::select! {
             result = run(opts) => match result {
                 Ok(()) => 0,
@@ -1374,9 +1374,9 @@ fn main() {
                     1
                 }
             },
-            _ = tokio::signal::ctrl_c() => {
+            code = bench::stop_signal() => {
                 eprintln!("interrupted");
-                130
+                i32::from(code)
             }
         }
     });

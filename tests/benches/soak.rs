@@ -1439,20 +1439,19 @@ fn main() {
         .expect("a runtime");
     let ok = rt.block_on(async move {
         tokio::spawn(async {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let pid = REDIS_PID.load(Ordering::SeqCst);
-                if pid != 0 {
-                    let _ = Command::new("kill")
-                        .args(["-KILL", &pid.to_string()])
-                        .stderr(std::process::Stdio::null())
-                        .status();
-                }
-                if let Some(dir) = REDIS_DIR.get() {
-                    let _ = fs::remove_dir_all(dir);
-                }
-                eprintln!("interrupted; killed redis-server (pid {pid})");
-                std::process::exit(130);
+            let code = cache_page_tests::bench::stop_signal().await;
+            let pid = REDIS_PID.load(Ordering::SeqCst);
+            if pid != 0 {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .stderr(std::process::Stdio::null())
+                    .status();
             }
+            if let Some(dir) = REDIS_DIR.get() {
+                let _ = fs::remove_dir_all(dir);
+            }
+            eprintln!("interrupted; killed redis-server (pid {pid})");
+            std::process::exit(i32::from(code));
         });
         run(seconds, rps).await
     });

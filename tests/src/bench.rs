@@ -56,3 +56,23 @@ pub fn thousands(n: u64) -> String {
     }
     out
 }
+
+/// Waits for Ctrl-C (`SIGINT`) or `SIGTERM`, and returns the exit code a shell gives a
+/// process stopped by it (130 or 143): the benchmarks then stop the processes they
+/// started, whichever way they are asked to stop.
+pub async fn stop_signal() -> u8 {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            // Without the handler, only Ctrl-C stops the run cleanly.
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => 130,
+        () = terminate => 143,
+    }
+}
