@@ -1045,6 +1045,22 @@ mod tests {
     }
 
     #[test]
+    fn pages_found_once_are_not_copied() {
+        let store = MemoryStore::new();
+        let keys: Vec<String> = (0..200).map(|i| format!("/once/{i}")).collect();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let groups = vec![];
+                for key in &keys {
+                    store_page(&store, page(&groups, key), b"once", &[]);
+                    assert!(served(&store, page(&groups, key)).1);
+                }
+                assert_eq!(replica::weight_held(), 0);
+            });
+        });
+    }
+
+    #[test]
     fn a_threads_copies_stay_within_their_budget() {
         static PAGE: [u8; 60 * 1024] = [b'p'; 60 * 1024];
         let store = MemoryStore::builder().max_bytes(256 * 1024 * 1024).build();

@@ -79,8 +79,8 @@ impl Generation {
     }
 }
 
-/// One page a thread found in a store: what it was looked up by, what the lookup
-/// found, and the thread's copy of the entry once it has one.
+/// A thread's copy of one page of a store: what the page was looked up by, what the
+/// lookup found, and the copy of its entry.
 struct Slot {
     store: u64,
     generation: u64,
@@ -91,8 +91,7 @@ struct Slot {
     scopes: Vec<(u8, String)>,
     hash: String,
     versions: Vec<u64>,
-    /// `None` until the page is found a second time.
-    copy: Option<Arc<Entry>>,
+    copy: Arc<Entry>,
     /// The copy's weight against [`BUDGET`].
     weight: usize,
 }
@@ -107,7 +106,14 @@ fn kind(version: &Version<'_>) -> u8 {
 }
 
 impl Slot {
-    fn new(generation: &Generation, at: u64, page: &PageKey<'_>, lookup: &Lookup) -> Self {
+    fn new(
+        generation: &Generation,
+        at: u64,
+        page: &PageKey<'_>,
+        lookup: &Lookup,
+        copy: Arc<Entry>,
+        weight: usize,
+    ) -> Self {
         Slot {
             store: generation.store,
             generation: at,
@@ -122,8 +128,8 @@ impl Slot {
                 .collect(),
             hash: lookup.hash.clone(),
             versions: lookup.scopes.clone(),
-            copy: None,
-            weight: 0,
+            copy,
+            weight,
         }
     }
 
@@ -144,9 +150,16 @@ impl Slot {
     }
 }
 
+/// A page found once: its store, the generation then, and a fingerprint of its key.
+/// Nothing is allocated for it; a second sighting that matches all three (at the same
+/// slot) makes the copy. A fingerprint may match another page of the same slot: that
+/// page is then copied one sighting early, which costs a copy, never a wrong page.
+type Sighting = (u64, u64, u64);
+
 #[derive(Default)]
 struct Table {
     slots: Vec<Option<Slot>>,
+    sightings: Vec<Option<Sighting>>,
     /// The weight of every copy held.
     weight: usize,
 }
@@ -155,8 +168,10 @@ thread_local! {
     static TABLE: RefCell<Table> = RefCell::default();
 }
 
-fn slot_of(page: &PageKey<'_>) -> usize {
-    foldhash::fast::FixedState::default().hash_one(page.key) as usize % SLOTS
+/// A fingerprint of the page's key, and the slot it goes to.
+fn slot_of(page: &PageKey<'_>) -> (u64, usize) {
+    let print = foldhash::fast::FixedState::default().hash_one(page.key);
+    (print, print as usize % SLOTS)
 }
 
 /// Runs `f` on this thread's table, unless the thread is being torn down (or, which
@@ -167,6 +182,7 @@ fn with_table<T>(f: impl FnOnce(&mut Table) -> Option<T>) -> Option<T> {
             let mut table = table.try_borrow_mut().ok()?;
             if table.slots.is_empty() {
                 table.slots.resize_with(SLOTS, || None);
+                table.sightings.resize(SLOTS, None);
             }
             f(&mut table)
         })
@@ -183,22 +199,21 @@ pub(crate) fn find(
     now: Now,
 ) -> Option<Lookup> {
     with_table(|table| {
-        let slot = table.slots[slot_of(page)].as_ref()?;
-        let copy = slot.copy.as_ref()?;
-        if !slot.is_for(generation.store, at, page) || copy.is_stale(now) {
+        let slot = table.slots[slot_of(page).1].as_ref()?;
+        if !slot.is_for(generation.store, at, page) || slot.copy.is_stale(now) {
             return None;
         }
         Some(Lookup {
             hash: slot.hash.clone(),
-            entry: Some(Arc::clone(copy)),
+            entry: Some(Arc::clone(&slot.copy)),
             scopes: slot.versions.clone(),
         })
     })
 }
 
 /// Tells the thread's table what a lookup of `page` at generation `at` found in the
-/// store: the page is remembered the first time, and copied the second, if it is fresh
-/// at `now` and light enough.
+/// store: the first sighting is remembered, the second makes a copy (or replaces a
+/// stale one), if the entry is fresh at `now` and light enough.
 pub(crate) fn offer(
     generation: &Generation,
     at: u64,
@@ -208,29 +223,24 @@ pub(crate) fn offer(
 ) {
     let Some(entry) = &lookup.entry else { return };
     with_table(|table| {
-        let index = slot_of(page);
-        let seen = table.slots[index]
+        let (print, index) = slot_of(page);
+        let sighting = (generation.store, at, print);
+        let copied = table.slots[index]
             .as_ref()
-            .is_some_and(|s| s.is_for(generation.store, at, page) && s.hash == lookup.hash);
-        if !seen {
-            if let Some(old) = table.slots[index].take() {
-                table.weight -= old.weight;
-            }
-            table.slots[index] = Some(Slot::new(generation, at, page, lookup));
-            return Some(());
-        }
-        let weight = lookup.hash.len() + entry.weight();
-        let slot = table.slots[index].as_mut()?;
-        if entry.is_stale(now)
-            || weight > MAX_WEIGHT
-            || table.weight - slot.weight + weight > BUDGET
-        {
+            .is_some_and(|s| s.is_for(generation.store, at, page));
+        if !copied && table.sightings[index] != Some(sighting) {
+            table.sightings[index] = Some(sighting);
             return None;
         }
-        let old = std::mem::replace(&mut slot.weight, weight);
-        slot.copy = Some(Arc::new(copy_of(entry)));
-        slot.versions.clone_from(&lookup.scopes);
-        table.weight = table.weight - old + weight;
+        let weight = lookup.hash.len() + entry.weight();
+        let held = table.slots[index].as_ref().map_or(0, |s| s.weight);
+        if entry.is_stale(now) || weight > MAX_WEIGHT || table.weight - held + weight > BUDGET {
+            return None;
+        }
+        let copy = Arc::new(copy_of(entry));
+        table.slots[index] = Some(Slot::new(generation, at, page, lookup, copy, weight));
+        table.sightings[index] = None;
+        table.weight = table.weight - held + weight;
         Some(())
     });
 }
