@@ -28,7 +28,7 @@ use axum::{
     routing::get,
 };
 use cache_page_runtime::{Cache, MemoryStore, cache_page};
-use cache_page_tests::bench::{BODY, bare, page};
+use cache_page_tests::bench::{self, BODY, bare, page};
 use tower::ServiceExt as _;
 
 // As the load benchmark's servers.
@@ -135,19 +135,9 @@ fn main() {
         }
         eprintln!("round {}/{ROUNDS}", round + 1);
     }
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".to_owned());
     println!(
-        "{} rounds of {REQUESTS} requests per thread, in-process (no sockets); {} cores ({cpu})\n",
-        ROUNDS,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "{ROUNDS} rounds of {REQUESTS} requests per thread, in-process (no sockets); {}\n",
+        bench::machine()
     );
     println!(
         "| | 1 thread, ns/request | 2 threads, ns/request | over the bare handler, 1 thread | over the bare handler, 2 threads | two threads add (the cores' waits) |"

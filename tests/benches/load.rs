@@ -1303,34 +1303,6 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "PASS" } else { "FAIL" }
 }
 
-fn machine() -> String {
-    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = cpuinfo
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")?
-                .split_once(':')
-                .map(|(_, v)| v.trim())
-        })
-        .unwrap_or("unknown CPU")
-        .to_owned();
-    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem_gib = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or_else(
-            || "?".to_owned(),
-            |kb| format!("{:.1}", kb / 1024.0 / 1024.0),
-        );
-    let cores = *CORES;
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!(
-        "{cores} cores ({cpu}), {mem_gib} GiB memory, Linux {}",
-        kernel.trim()
-    )
-}
-
 fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(cmd).args(args).output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
@@ -1668,7 +1640,7 @@ async fn run(opts: Options) -> Result<(), String> {
     out!(r, "## Results");
     out!(r, "");
     out!(r, "- Date: {date}");
-    out!(r, "- Machine: {}", machine());
+    out!(r, "- Machine: {}", bench::machine());
     out!(r, "- Allocator of the axum servers: {ALLOCATOR}");
     out!(
         r,

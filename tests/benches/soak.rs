@@ -1109,30 +1109,6 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-fn machine(redis_version: &str) -> String {
-    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = cpuinfo
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")?
-                .split_once(':')
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem_gib = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or("?".to_owned(), |kb| format!("{:.1}", kb / 1048576.0));
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!(
-        "{cores} cores ({cpu}), {mem_gib} GiB memory, Linux {}, redis-server {redis_version}",
-        kernel.trim()
-    )
-}
-
 fn date() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -1476,7 +1452,10 @@ async fn run(seconds: u64, rps: u64) -> bool {
     );
     let client = server.client().clone();
     let redis_version = redis_version(&client).await;
-    let machine = machine(&redis_version);
+    let machine = format!(
+        "{}, redis-server {redis_version}",
+        cache_page_tests::bench::machine()
+    );
     let namespace = unique_namespace("soak");
     let caches = [
         instance(server.url(), &namespace),
