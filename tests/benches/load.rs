@@ -1852,6 +1852,34 @@ async fn run(opts: Options) -> Result<(), String> {
             cell(cpu.idle),
         );
     }
+    // The targets again, by what a request cost the machine rather than by how many
+    // were served: on a noisy host this tells a ratio missed by cost from one missed
+    // by waits (idle) or by the rest of the machine (elsewhere).
+    out!(r, "");
+    out!(
+        r,
+        "The targets by these costs (the denominator's cost per request ÷ the numerator's; the targets themselves are taken by throughput, above):"
+    );
+    out!(r, "");
+    out!(
+        r,
+        "| ratio | by the machine's time (busy + idle) | by busy time | by the processes' own time (busy less elsewhere) | target |"
+    );
+    out!(r, "|---|---:|---:|---:|---|");
+    for (num, den, what, target) in targeted {
+        let (Some(n), Some(d)) = (by_id(num, &loaded), by_id(den, &loaded)) else {
+            continue;
+        };
+        let (n, d) = (&n.cpu, &d.cpu);
+        let of = |f: fn(&Cpu) -> f64| fixed(f(d) / f(n), 2, false);
+        out!(
+            r,
+            "| {num}/{den} {what} | {} | {} | {} | ≥ {target:.2} |",
+            of(|c| c.machine + c.idle),
+            of(|c| c.machine),
+            of(|c| c.machine - c.elsewhere),
+        );
+    }
 
     out!(r, "");
     out!(
