@@ -445,16 +445,10 @@ impl MemoryStore {
     /// timeout and grace, which the request path checks for itself (see
     /// `serve::usable`) with its own clock reading.
     pub(crate) fn lookup_now(&self, page: PageKey<'_>, now: Now) -> Lookup {
-        let Some(generation) = &self.generation else {
-            return self.read(page);
-        };
-        let at = generation.read();
-        if let Some(copy) = replica::find(generation, at, &page, now) {
-            return copy;
+        match &self.generation {
+            Some(generation) => replica::lookup(generation, &page, now, || self.read(page)),
+            None => self.read(page),
         }
-        let lookup = self.read(page);
-        replica::offer(generation, at, &page, &lookup, now);
-        lookup
     }
 
     /// A lookup in the store itself.

@@ -33,7 +33,7 @@ use http::{HeaderName, HeaderValue};
 use crate::{
     Entry, VaryIndex,
     entry::Now,
-    store::{Lookup, PageKey, Version},
+    store::{Lookup, PageKey},
 };
 
 /// Slots per thread, one page each.
@@ -88,21 +88,12 @@ struct Slot {
     groups: Vec<String>,
     key: String,
     caller: Option<String>,
-    scopes: Vec<(u8, String)>,
+    scopes: Vec<(usize, String)>,
     hash: String,
     versions: Vec<u64>,
     copy: Arc<Entry>,
     /// The copy's weight against [`BUDGET`].
     weight: usize,
-}
-
-fn kind(version: &Version<'_>) -> u8 {
-    match version {
-        Version::Group(_) => 0,
-        Version::Path(_) => 1,
-        Version::Url(_) => 2,
-        Version::Prefix(_) => 3,
-    }
 }
 
 impl Slot {
@@ -124,7 +115,7 @@ impl Slot {
             scopes: page
                 .scopes
                 .iter()
-                .map(|v| (kind(v), v.name().to_owned()))
+                .map(|v| (v.kind_index(), v.name().to_owned()))
                 .collect(),
             hash: lookup.hash.clone(),
             versions: lookup.scopes.clone(),
@@ -146,7 +137,7 @@ impl Slot {
                 .scopes
                 .iter()
                 .zip(page.scopes)
-                .all(|((k, name), v)| *k == kind(v) && name == v.name())
+                .all(|((k, name), v)| *k == v.kind_index() && name == v.name())
     }
 }
 
@@ -168,10 +159,21 @@ thread_local! {
     static TABLE: RefCell<Table> = RefCell::default();
 }
 
-/// A fingerprint of the page's key, and the slot it goes to.
-fn slot_of(page: &PageKey<'_>) -> (u64, usize) {
-    let print = foldhash::fast::FixedState::default().hash_one(page.key);
-    (print, print as usize % SLOTS)
+/// A fingerprint of a page's key, and the slot the page goes to.
+#[derive(Clone, Copy)]
+struct Place {
+    print: u64,
+    index: usize,
+}
+
+impl Place {
+    fn of(page: &PageKey<'_>) -> Self {
+        let print = foldhash::fast::FixedState::default().hash_one(page.key);
+        Place {
+            print,
+            index: print as usize % SLOTS,
+        }
+    }
 }
 
 /// Runs `f` on this thread's table, unless the thread is being torn down (or, which
@@ -190,16 +192,37 @@ fn with_table<T>(f: impl FnOnce(&mut Table) -> Option<T>) -> Option<T> {
         .flatten()
 }
 
+/// A lookup of `page` in a store whose generation is `generation`: this thread's copy
+/// of the page if it has one that is current and fresh at `now`, or else what `read`
+/// finds in the store, which the table is then told of (see [`offer`]).
+pub(crate) fn lookup(
+    generation: &Generation,
+    page: &PageKey<'_>,
+    now: Now,
+    read: impl FnOnce() -> Lookup,
+) -> Lookup {
+    // Read before the store: a change made after this is seen as a move.
+    let at = generation.read();
+    let place = Place::of(page);
+    if let Some(copy) = find(generation, at, page, place, now) {
+        return copy;
+    }
+    let lookup = read();
+    offer(generation, at, page, place, &lookup, now);
+    lookup
+}
+
 /// This thread's copy of `page`, as a lookup, if it has one made at generation `at`
 /// that is fresh at `now`.
-pub(crate) fn find(
+fn find(
     generation: &Generation,
     at: u64,
     page: &PageKey<'_>,
+    place: Place,
     now: Now,
 ) -> Option<Lookup> {
     with_table(|table| {
-        let slot = table.slots[slot_of(page).1].as_ref()?;
+        let slot = table.slots[place.index].as_ref()?;
         if !slot.is_for(generation.store, at, page) || slot.copy.is_stale(now) {
             return None;
         }
@@ -214,17 +237,18 @@ pub(crate) fn find(
 /// Tells the thread's table what a lookup of `page` at generation `at` found in the
 /// store: the first sighting is remembered, the second makes a copy (or replaces a
 /// stale one), if the entry is fresh at `now` and light enough.
-pub(crate) fn offer(
+fn offer(
     generation: &Generation,
     at: u64,
     page: &PageKey<'_>,
+    place: Place,
     lookup: &Lookup,
     now: Now,
 ) {
     let Some(entry) = &lookup.entry else { return };
     with_table(|table| {
-        let (print, index) = slot_of(page);
-        let sighting = (generation.store, at, print);
+        let index = place.index;
+        let sighting = (generation.store, at, place.print);
         let copied = table.slots[index]
             .as_ref()
             .is_some_and(|s| s.is_for(generation.store, at, page));

@@ -47,6 +47,17 @@ impl Version<'_> {
         }
     }
 
+    /// The kind's place in a table of one entry per kind: group 0, path 1, URL 2,
+    /// prefix 3.
+    pub(crate) fn kind_index(&self) -> usize {
+        match self {
+            Version::Group(_) => 0,
+            Version::Path(_) => 1,
+            Version::Url(_) => 2,
+            Version::Prefix(_) => 3,
+        }
+    }
+
     /// The versioned name.
     pub fn name(&self) -> &str {
         match self {

@@ -135,15 +135,6 @@ enum Tracked<'k> {
     Page(&'k str),
 }
 
-fn slot(version: Version<'_>) -> usize {
-    match version {
-        Version::Group(_) => 0,
-        Version::Path(_) => 1,
-        Version::Url(_) => 2,
-        Version::Prefix(_) => 3,
-    }
-}
-
 /// The map of a kind as it is written in keys (`group`, `path`…; see
 /// [`Version::kind`]).
 fn slot_of_kind(kind: &[u8]) -> Option<usize> {
@@ -155,7 +146,7 @@ fn slot_of_kind(kind: &[u8]) -> Option<usize> {
     ]
     .into_iter()
     .find(|v| v.kind().as_bytes() == kind)
-    .map(slot)
+    .map(|v| v.kind_index())
 }
 
 impl Known {
@@ -235,7 +226,7 @@ impl Known {
             out.push(*maps[0].get(group.as_str())?);
         }
         for scope in page.scopes {
-            out.push(*maps[slot(*scope)].get(scope.name())?);
+            out.push(*maps[scope.kind_index()].get(scope.name())?);
         }
         Some(out)
     }
@@ -555,7 +546,7 @@ impl Tracking {
             .iter()
             .map(|g| Version::Group(g))
             .chain(page.scopes.iter().copied())
-            .map(|v| (slot(v), Box::from(v.name())))
+            .map(|v| (v.kind_index(), Box::from(v.name())))
             .collect();
         let learning = Learning {
             names,
