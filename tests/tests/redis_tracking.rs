@@ -180,6 +180,43 @@ async fn a_soft_group_invalidation_reaches_a_tracked_hit() {
     .await;
 }
 
+/// The news of an invalidation can reach a store after a hit found its kept page and
+/// before the `PONG` it waits for: the hit must then not serve the page. Here another
+/// process invalidates the group while this test's runtime is blocked, so that the
+/// news waits, unread, on the tracking connection; the next hit finds the page kept at
+/// the old epoch, sends its `PING`, and reads the news before the `PONG`.
+#[tokio::test]
+async fn news_read_while_a_hit_waits_for_its_pong_is_not_missed() {
+    let Some((server, b, hits)) = a_kept_page("news_before_pong").await else {
+        return;
+    };
+    let key = the_page_key(&server).await;
+    let (namespace, _) = key.split_once(":page:").expect("a page key");
+    // Another process, on a thread and runtime of its own: this runtime does not run
+    // until it is done, so this store reads nothing meanwhile.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                let a = patient_cache(store(server.url(), namespace));
+                a.invalidate_group("g").await.expect("invalidated")
+            })
+        })
+        .join()
+        .expect("the other process invalidated")
+    });
+    let after = fetch(&b, URI).await;
+    assert!(
+        !after.is_hit(),
+        "a hit served a page whose invalidation it read before its PONG"
+    );
+    assert_eq!(after.text(), "run 2");
+    assert_eq!(hits.get(), 2);
+}
+
 /// The id of the one client of `server` with tracking on.
 async fn tracking_client(server: &RedisServer) -> String {
     let list: String = server.cmd(&["CLIENT", "LIST"]).await;
