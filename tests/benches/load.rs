@@ -1303,6 +1303,19 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "PASS" } else { "FAIL" }
 }
 
+/// A measured ratio for a verdict that `passes` gives: two decimals, or three where
+/// two would round it onto the other side of the target (0.897 against ≥ 0.90 shows
+/// as 0.897, not as a failing 0.90).
+fn beside(ratio: f64, passes: impl Fn(f64) -> bool) -> String {
+    let two = format!("{ratio:.2}");
+    let rounded: f64 = two.parse().unwrap_or(ratio);
+    if passes(rounded) == passes(ratio) {
+        two
+    } else {
+        format!("{ratio:.3}")
+    }
+}
+
 fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(cmd).args(args).output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
@@ -1717,7 +1730,8 @@ async fn run(opts: Options) -> Result<(), String> {
         if let Some((ratio, lo, hi)) = paired(num, den) {
             out!(
                 r,
-                "| {num}/{den} {what} | {ratio:.2} | {lo:.2}–{hi:.2} | {:.2} | ≥ {target:.2} | {} |",
+                "| {num}/{den} {what} | {} | {lo:.2}–{hi:.2} | {:.2} | ≥ {target:.2} | {} |",
+                beside(ratio, |r| r >= target),
                 rps(num) / rps(den),
                 verdict(ratio >= target)
             );
@@ -1982,9 +1996,10 @@ async fn run(opts: Options) -> Result<(), String> {
         out!(r, "");
         out!(
             r,
-            "invalidate_group at {} pages ÷ at {} pages: **{ratio:.2}** (target ≤ 1.2: {}); SCAN + UNLINK: {scan_ratio:.0}×.",
+            "invalidate_group at {} pages ÷ at {} pages: **{}** (target ≤ 1.2: {}); SCAN + UNLINK: {scan_ratio:.0}×.",
             thousands(last.pages as f64),
             thousands(first.pages as f64),
+            beside(ratio, |r| r <= 1.2),
             verdict(ratio <= 1.2)
         );
     }
