@@ -1,7 +1,7 @@
 //! Responses built by the cache: hits, `304 Not Modified`, and `Cache-Status` on
 //! responses that went around it.
 
-use std::sync::LazyLock;
+use std::{cell::RefCell, sync::LazyLock};
 
 use axum::{body::Body, response::Response};
 use bytes::Bytes;
@@ -118,24 +118,63 @@ pub(crate) fn hit(
             Served::Superseded => 0,
             _ => entry.ttl.as_secs() as i64 - age as i64,
         };
-        let served = match served {
-            Served::Hit => "; hit; ttl=",
-            Served::Superseded => "; hit; detail=invalidated; ttl=",
-            Served::Collapsed => "; fwd=uri-miss; collapsed; ttl=",
-        };
-        let mut digits = itoa::Buffer::new();
-        let ttl = digits.format(ttl);
-        // Exactly as long as its capacity, the buffer becomes the value's own bytes:
-        // one allocation, no copy.
-        let mut value = Vec::with_capacity(name.len() + served.len() + ttl.len());
-        value.extend_from_slice(name.as_bytes());
-        value.extend_from_slice(served.as_bytes());
-        value.extend_from_slice(ttl.as_bytes());
-        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
+        if let Some(value) = status_value(name, served, ttl) {
             headers.insert(CACHE_STATUS, value);
         }
     }
     response
+}
+
+/// The `Cache-Status` value of a hit: the cache's name, how the entry was served, and
+/// its time to live left in seconds.
+///
+/// The hits on a page within one second carry the same value, so each thread keeps the
+/// last value it built for each of a few such times to live: a hit that finds its
+/// value there takes a clone (a reference count) instead of formatting, checking and
+/// allocating one.
+fn status_value(name: &'static str, served: Served, ttl: i64) -> Option<HeaderValue> {
+    const SLOTS: usize = 8;
+    type Built = (&'static str, Served, i64, HeaderValue);
+    thread_local! {
+        static BUILT: RefCell<[Option<Built>; SLOTS]> =
+            RefCell::new(std::array::from_fn(|_| None));
+    }
+    let slot = ttl.rem_euclid(SLOTS as i64) as usize;
+    let same = |(n, s, t, _): &Built| std::ptr::eq(*n, name) && *s == served && *t == ttl;
+    let kept = BUILT
+        .try_with(|built| {
+            let built = built.try_borrow().ok()?;
+            built[slot]
+                .as_ref()
+                .filter(|b| same(b))
+                .map(|(.., v)| v.clone())
+        })
+        .ok()
+        .flatten();
+    if kept.is_some() {
+        return kept;
+    }
+    let detail = match served {
+        Served::Hit => "; hit; ttl=",
+        Served::Superseded => "; hit; detail=invalidated; ttl=",
+        Served::Collapsed => "; fwd=uri-miss; collapsed; ttl=",
+    };
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(ttl);
+    // Exactly as long as its capacity, the buffer becomes the value's own bytes: one
+    // allocation, no copy.
+    let mut value = Vec::with_capacity(name.len() + detail.len() + digits.len());
+    value.extend_from_slice(name.as_bytes());
+    value.extend_from_slice(detail.as_bytes());
+    value.extend_from_slice(digits.as_bytes());
+    let value = HeaderValue::from_maybe_shared(Bytes::from(value)).ok()?;
+    // A thread being torn down keeps nothing.
+    let _ = BUILT.try_with(|built| {
+        if let Ok(mut built) = built.try_borrow_mut() {
+            built[slot] = Some((name, served, ttl, value.clone()));
+        }
+    });
+    Some(value)
 }
 
 /// Whether a request's `If-None-Match` (or, without it, `If-Modified-Since`) is
@@ -144,6 +183,14 @@ pub(crate) fn is_not_modified<'a, I>(request: &HeaderMap, headers: impl Fn() -> 
 where
     I: Iterator<Item = (&'a HeaderName, &'a HeaderValue)>,
 {
+    // Most requests carry neither validator: one pass over their few headers, comparing
+    // names, costs less than hashing the two names to look them up.
+    if !request
+        .keys()
+        .any(|n| n == header::IF_NONE_MATCH || n == header::IF_MODIFIED_SINCE)
+    {
+        return false;
+    }
     let find = |wanted: &HeaderName| headers().find(|(n, _)| *n == wanted).map(|(_, v)| v);
     if request.contains_key(header::IF_NONE_MATCH) {
         let Some(etag) = find(&header::ETAG).and_then(|v| v.to_str().ok()) else {
@@ -193,6 +240,39 @@ pub(crate) fn forward(cache: Option<&Cache>, mut response: Response, why: Forwar
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_values_are_of_their_own_name_way_and_second() {
+        // 3, 11 and -5 share a slot of the thread's table.
+        let cases = [
+            ("cache-page", Served::Hit, 3, "cache-page; hit; ttl=3"),
+            ("cache-page", Served::Hit, 11, "cache-page; hit; ttl=11"),
+            (
+                "cache-page",
+                Served::Superseded,
+                11,
+                "cache-page; hit; detail=invalidated; ttl=11",
+            ),
+            (
+                "cache-page",
+                Served::Collapsed,
+                11,
+                "cache-page; fwd=uri-miss; collapsed; ttl=11",
+            ),
+            ("edge", Served::Hit, 11, "edge; hit; ttl=11"),
+            ("cache-page", Served::Hit, -5, "cache-page; hit; ttl=-5"),
+        ];
+        for round in 0..2 {
+            for (name, served, ttl, text) in cases {
+                let value = status_value(name, served, ttl).unwrap();
+                assert_eq!(value.to_str().unwrap(), text, "round {round}");
+            }
+        }
+        // Asked again at once, the same value is shared, not built anew.
+        let first = status_value("cache-page", Served::Hit, 42).unwrap();
+        let again = status_value("cache-page", Served::Hit, 42).unwrap();
+        assert_eq!(first.as_bytes().as_ptr(), again.as_bytes().as_ptr());
+    }
 
     #[test]
     fn tabled_ages_are_the_numbers_themselves() {
