@@ -67,7 +67,7 @@ where
     {
         return forward(Some(&cache), handler.await.into_response(), Forward::Bypass);
     }
-    let caller = match parts.headers.get(header::AUTHORIZATION) {
+    let caller = match crate::key::first_header(&parts.headers, &header::AUTHORIZATION) {
         None => None,
         Some(credentials) if config.authorized => Some(digest(credentials.as_bytes())),
         Some(_) => {
