@@ -183,16 +183,19 @@ pub(crate) fn is_not_modified<'a, I>(request: &HeaderMap, headers: impl Fn() -> 
 where
     I: Iterator<Item = (&'a HeaderName, &'a HeaderValue)>,
 {
-    // Most requests carry neither validator: one pass over their few headers, comparing
-    // names, costs less than hashing the two names to look them up.
-    if !request
-        .keys()
-        .any(|n| n == header::IF_NONE_MATCH || n == header::IF_MODIFIED_SINCE)
-    {
-        return false;
+    // One pass over the request's few headers, comparing names, finds both validators
+    // (most requests carry neither) for less than hashing the two names to look them up.
+    let mut none_match = false;
+    let mut modified_since = None;
+    for (name, value) in request {
+        if name == header::IF_NONE_MATCH {
+            none_match = true;
+        } else if name == header::IF_MODIFIED_SINCE && modified_since.is_none() {
+            modified_since = Some(value);
+        }
     }
     let find = |wanted: &HeaderName| headers().find(|(n, _)| *n == wanted).map(|(_, v)| v);
-    if request.contains_key(header::IF_NONE_MATCH) {
+    if none_match {
         let Some(etag) = find(&header::ETAG).and_then(|v| v.to_str().ok()) else {
             return false;
         };
@@ -203,9 +206,7 @@ where
             .flat_map(|v| v.split(','))
             .any(|tag| policy::weak_match(tag.trim(), etag));
     }
-    let Some(since) = request
-        .get(header::IF_MODIFIED_SINCE)
-        .and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok())
+    let Some(since) = modified_since.and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok())
     else {
         // No date to compare: the page's own `Last-Modified` is not even parsed.
         return false;
