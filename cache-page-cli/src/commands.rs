@@ -136,7 +136,7 @@ async fn invalidate(ctx: &Ctx, what: Invalidate, out: &mut Out) -> Result<(), Cl
                 let v = ctx.runtime(ctx.cache.invalidate_path(&path)).await?;
                 out.item(
                     v.to_string(),
-                    json!({"kind": "path", "name": path, "version": v}),
+                    json!({"kind": "path", "name": keys::canonical_path(&path), "version": v}),
                 )?;
             }
         }
@@ -313,8 +313,12 @@ fn canonical_url(url: &Uri) -> String {
         .body(())
         .map(|r| r.into_parts().0);
     match parts {
-        Ok(parts) => format!("{}{}", url.path(), keys::query_key(&parts)),
-        Err(_) => url.path().to_owned(),
+        Ok(parts) => format!(
+            "{}{}",
+            keys::canonical_path(url.path()),
+            keys::query_key(&parts)
+        ),
+        Err(_) => keys::canonical_path(url.path()).into_owned(),
     }
 }
 

@@ -64,7 +64,7 @@ pub fn parse_path(s: &str) -> Result<String, String> {
                 .to_owned(),
         );
     }
-    Ok(uri.path().to_owned())
+    Ok(cache_page_runtime::keys::canonical_path(uri.path()).into_owned())
 }
 
 /// A handler prefix: pages without a prefix have no prefix version, so an empty one

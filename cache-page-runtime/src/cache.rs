@@ -211,6 +211,18 @@ impl Cache {
     /// Invalidates every page of a URL path, whatever its query string and request
     /// headers, in O(1).
     ///
+    /// The path may be given as a request sends it or as decoded text: `/caf%C3%A9`,
+    /// `/caf%c3%a9` and `/café` name one path (see
+    /// [`canonical_path`](crate::keys::canonical_path)).
+    ///
+    /// A page is reached through the path of the request that stored it. When a key
+    /// function makes several paths share one page (such as
+    /// [`query_key`](crate::keys::query_key), which leaves the path out), the page
+    /// belongs to the path it was stored from, and invalidating another of those paths
+    /// leaves it: invalidate such pages by group, by prefix, or with
+    /// [`invalidate_key`](Self::invalidate_key) or
+    /// [`invalidate_request`](Self::invalidate_request).
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), cache_page_runtime::Error> {
@@ -219,12 +231,23 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub async fn invalidate_path(&self, path: &str) -> Result<u64, Error> {
-        self.bump(Version::Path(path)).await
+        self.bump(Version::Path(&crate::key::canonical_path(path)))
+            .await
     }
 
     /// Invalidates one URL (`/path?query`; a scheme and host, if given, are ignored):
     /// every page of that path with that query string, whatever the request headers,
-    /// in O(1). The order and encoding of query parameters do not matter.
+    /// in O(1). The order and encoding of query parameters do not matter, nor the
+    /// encoding of the path (see [`invalidate_path`](Self::invalidate_path)).
+    ///
+    /// A page is reached through the URL of the request that stored it. When a key
+    /// function makes several URLs share one page (as
+    /// [`query_params`](crate::keys::query_params) does for `/items?page=2` and
+    /// `/items?page=2&utm_source=x`), the page belongs to the URL it was stored from,
+    /// and invalidating another of those URLs leaves it: invalidate such pages by group,
+    /// by prefix, or with [`invalidate_key`](Self::invalidate_key) or
+    /// [`invalidate_request`](Self::invalidate_request), which compute the key as the
+    /// handler does.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -234,7 +257,12 @@ impl Cache {
     /// # Ok(()) }
     /// ```
     pub async fn invalidate_url(&self, url: &str) -> Result<u64, Error> {
-        let uri: http::Uri = url.parse().map_err(|_| Error::InvalidUrl(url.to_owned()))?;
+        // Text a URL cannot hold as it is (`/café`, a space) is taken as its UTF-8
+        // percent-encoding, as a browser sends it.
+        let encoded = encode_text(url);
+        let uri: http::Uri = encoded
+            .parse()
+            .map_err(|_| Error::InvalidUrl(url.to_owned()))?;
         let url = canonical_url(uri.path(), uri.query());
         self.bump(Version::Url(&url)).await
     }
@@ -623,6 +651,30 @@ pub async fn invalidate_path(path: &str) -> Result<(), Error> {
 /// ```
 pub async fn invalidate_url(url: &str) -> Result<(), Error> {
     default_cache().invalidate_url(url).await.map(|_| ())
+}
+
+/// `url` with the bytes no URL holds as they are (non-ASCII text, spaces, controls,
+/// `"<>\^`{|}`) percent-encoded; everything else, `%` included, as it is.
+fn encode_text(url: &str) -> std::borrow::Cow<'_, str> {
+    let raw = |b: u8| {
+        b.is_ascii_graphic()
+            && !matches!(
+                b,
+                b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}'
+            )
+    };
+    if url.bytes().all(raw) {
+        return std::borrow::Cow::Borrowed(url);
+    }
+    let mut out = String::with_capacity(url.len() + 8);
+    for b in url.bytes() {
+        if raw(b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Deletes every page stored with `tag` in the default cache. See

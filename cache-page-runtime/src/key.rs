@@ -36,7 +36,7 @@ impl<F> KeyFn for F where F: Fn(&Parts) -> String + Send + Sync + 'static {}
 /// order. The method is not part of it, so a `HEAD` finds the page a `GET` stored.
 ///
 /// Two URLs that differ only in the order of their query parameters, or in how they
-/// percent-encode them, share a page.
+/// percent-encode their path or their query, share a page (see [`canonical_path`]).
 ///
 /// ```
 /// use cache_page_runtime::http::Request;
@@ -51,19 +51,113 @@ pub fn default_key(parts: &Parts) -> String {
     default_key_and_url(parts).0
 }
 
-/// [`default_key`], and the length of its host: the rest of the key is the request's
-/// [`canonical_url`]. One string serves as both.
-pub(crate) fn default_key_and_url(parts: &Parts) -> (String, usize) {
+/// [`default_key`], the length of its host and the length of its path: the rest of
+/// the key is the request's [`canonical_url`], which starts with the canonical path.
+/// One string serves as all three.
+pub(crate) fn default_key_and_url(parts: &Parts) -> (String, usize, usize) {
     let host = host(parts);
     let (path, query) = (parts.uri.path(), parts.uri.query());
     let mut out = String::with_capacity(host.len() + path.len() + query.map_or(0, |q| q.len() + 1));
     out.push_str(host);
-    out.push_str(path);
+    push_path(&mut out, path);
+    let path_len = out.len() - host.len();
     push_query(&mut out, query, |_| true);
-    (out, host.len())
+    (out, host.len(), path_len)
 }
 
-/// The path alone: every query string shares one page.
+/// A URL path in canonical form (RFC 3986 §6.2.2): percent-encoded letters, digits and
+/// `-._~` decoded, every other percent-encoding in upper case, and the characters a
+/// path cannot hold as they are (spaces, non-ASCII text, `?`, `#`…) percent-encoded
+/// as UTF-8. `/caf%C3%A9`, `/caf%c3%a9` and `/café` are one path, as are `/%61bc`
+/// and `/abc`; `/a%2Fb` stays apart from `/a/b`.
+///
+/// The keys that hold a path ([`default_key`], [`path_key`], [`query_params`]) and the
+/// path and URL versions that [`Cache::invalidate_path`](crate::Cache::invalidate_path)
+/// and [`Cache::invalidate_url`](crate::Cache::invalidate_url) bump hold it in this
+/// form, so a page can be invalidated by the path a request asked for or by its
+/// decoded text.
+///
+/// ```
+/// use cache_page_runtime::keys::canonical_path;
+///
+/// assert_eq!(canonical_path("/maybe/café"), "/maybe/caf%C3%A9");
+/// assert_eq!(canonical_path("/maybe/caf%c3%a9"), "/maybe/caf%C3%A9");
+/// assert_eq!(canonical_path("/%61bc"), "/abc");
+/// assert_eq!(canonical_path("/a%2fb"), "/a%2Fb");
+/// assert_eq!(canonical_path("/items/42"), "/items/42");
+/// ```
+pub fn canonical_path(path: &str) -> std::borrow::Cow<'_, str> {
+    if path.bytes().all(kept_in_path) {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len() + 8);
+    push_path(&mut out, path);
+    std::borrow::Cow::Owned(out)
+}
+
+/// Bytes a canonical path holds as they are: unreserved, sub-delimiters, `:`, `@` and
+/// `/` (RFC 3986 §3.3). Not `%`: an encoding may need its case or its need checked.
+fn kept_in_path(b: u8) -> bool {
+    const KEPT: [bool; 256] = {
+        let mut kept = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            kept[b] = (b as u8).is_ascii_alphanumeric();
+            b += 1;
+        }
+        let others = b"-._~!$&'()*+,;=:@/";
+        let mut i = 0;
+        while i < others.len() {
+            kept[others[i] as usize] = true;
+            i += 1;
+        }
+        kept
+    };
+    KEPT[usize::from(b)]
+}
+
+/// Writes [`canonical_path`] of `path` to `out`.
+fn push_path(out: &mut String, path: &str) {
+    let bytes = path.as_bytes();
+    if bytes.iter().all(|&b| kept_in_path(b)) {
+        out.push_str(path);
+        return;
+    }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut encoded = Vec::with_capacity(bytes.len() + 8);
+    let mut at = 0;
+    while at < bytes.len() {
+        let b = bytes[at];
+        if b == b'%'
+            && let (Some(hi), Some(lo)) = (
+                bytes.get(at + 1).copied().and_then(hex),
+                bytes.get(at + 2).copied().and_then(hex),
+            )
+        {
+            let decoded = hi << 4 | lo;
+            if decoded.is_ascii_alphanumeric() || matches!(decoded, b'-' | b'.' | b'_' | b'~') {
+                encoded.push(decoded);
+            } else {
+                encoded.extend_from_slice(&[b'%', HEX[hi as usize], HEX[lo as usize]]);
+            }
+            at += 3;
+            continue;
+        }
+        if kept_in_path(b) {
+            encoded.push(b);
+        } else {
+            // A `%` that starts no encoding is encoded itself.
+            encoded.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        }
+        at += 1;
+    }
+    // Only ASCII was written.
+    out.push_str(std::str::from_utf8(&encoded).unwrap_or_default());
+}
+
+/// The path alone, in [canonical form](canonical_path): every query string shares one
+/// page.
 ///
 /// ```
 /// use cache_page_runtime::http::Request;
@@ -73,7 +167,7 @@ pub(crate) fn default_key_and_url(parts: &Parts) -> (String, usize) {
 /// assert_eq!(path_key(&parts), "/items");
 /// ```
 pub fn path_key(parts: &Parts) -> String {
-    parts.uri.path().to_owned()
+    canonical_path(parts.uri.path()).into_owned()
 }
 
 /// The query parameters alone, in canonical order (the seed package's
@@ -110,7 +204,8 @@ pub fn query_key(parts: &Parts) -> String {
 /// In the attribute: `#[cache_page(timeout = 60, key = keys::query_params(&["page"]))]`.
 pub fn query_params(allowed: &'static [&'static str]) -> impl KeyFn {
     move |parts: &Parts| {
-        let mut out = parts.uri.path().to_owned();
+        let mut out = String::new();
+        push_path(&mut out, parts.uri.path());
         push_query(&mut out, parts.uri.query(), |name| allowed.contains(&name));
         out
     }
@@ -479,7 +574,8 @@ pub(crate) fn body_tag(body: &[u8]) -> String {
 /// The canonical URL of a request, for [`Version::Url`](crate::Version): the path and
 /// every query parameter in canonical order, without the host.
 pub(crate) fn canonical_url(path: &str, query: Option<&str>) -> String {
-    let mut out = path.to_owned();
+    let mut out = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
+    push_path(&mut out, path);
     push_query(&mut out, query, |_| true);
     out
 }
@@ -589,9 +685,10 @@ mod tests {
         ] {
             let parts = parts(uri);
             let url = canonical_url(parts.uri.path(), parts.uri.query());
-            let (key, host_len) = default_key_and_url(&parts);
+            let (key, host_len, path_len) = default_key_and_url(&parts);
             assert_eq!(key, default_key(&parts), "{uri}");
             assert_eq!(&key[host_len..], url, "{uri}");
+            assert_eq!(&url[..path_len], canonical_path(parts.uri.path()), "{uri}");
         }
     }
 
@@ -742,6 +839,38 @@ mod tests {
         );
         assert_ne!(v(&[("a", Some("1".into()))]), v(&[("a", Some("2".into()))]));
         assert_ne!(variant_hash(&plain, 1, &[]), variant_hash(&plain, 2, &[]));
+    }
+
+    #[test]
+    fn canonical_paths() {
+        for (path, canonical) in [
+            ("/", "/"),
+            ("/a/b;c=d,e@f:g", "/a/b;c=d,e@f:g"),
+            ("/%41%7e%2d%5F%2E", "/A~-_."),
+            ("/a%2fb%3F", "/a%2Fb%3F"),
+            ("/a b", "/a%20b"),
+            ("/é", "/%C3%A9"),
+            ("/100%", "/100%25"),
+            ("/%zz%4", "/%25zz%254"),
+            ("/%25", "/%25"),
+            ("/a?b", "/a%3Fb"),
+        ] {
+            assert_eq!(canonical_path(path), canonical, "{path:?}");
+            // Canonical already: written as it is.
+            assert_eq!(canonical_path(canonical), canonical, "{canonical:?}");
+        }
+    }
+
+    #[test]
+    fn keys_hold_the_canonical_path() {
+        let raw = parts("http://shop.test/caf%c3%a9/%61?b=2&a=1");
+        assert_eq!(default_key(&raw), "shop.test/caf%C3%A9/a?a=1&b=2");
+        assert_eq!(path_key(&raw), "/caf%C3%A9/a");
+        assert_eq!(query_params(&["a"])(&raw), "/caf%C3%A9/a?a=1");
+        assert_eq!(
+            canonical_url(raw.uri.path(), raw.uri.query()),
+            "/caf%C3%A9/a?a=1&b=2"
+        );
     }
 
     #[test]

@@ -219,7 +219,7 @@ pub use crate::redis_store::{RedisStore, RedisStoreBuilder};
 /// The key functions that ship with the crate; a key function is any
 /// `Fn(&Parts) -> String`.
 pub mod keys {
-    pub use crate::key::{KeyFn, default_key, path_key, query_key, query_params};
+    pub use crate::key::{KeyFn, canonical_path, default_key, path_key, query_key, query_params};
 }
 
 /// The `#[cache_page(...)]` attribute: caches an axum handler's responses.

@@ -80,17 +80,20 @@ where
     // The default key is the host and the canonical URL: one string holds both.
     let key: String;
     let own_url: String;
-    let url: &str = if config.default_key {
-        let host_len;
-        (key, host_len) = crate::key::default_key_and_url(&parts);
-        &key[host_len..]
+    let (url, path_len): (&str, usize) = if config.default_key {
+        let (host_len, path_len);
+        (key, host_len, path_len) = crate::key::default_key_and_url(&parts);
+        (&key[host_len..], path_len)
     } else {
         key = (config.key)(&parts);
         own_url = canonical_url(parts.uri.path(), parts.uri.query());
-        &own_url
+        let path_len = own_url.bytes().position(|b| b == b'?');
+        (&own_url, path_len.unwrap_or(own_url.len()))
     };
+    // The canonical path, as the URL holds it.
+    let path = &url[..path_len];
     let scopes = [
-        Version::Path(parts.uri.path()),
+        Version::Path(path),
         Version::Url(url),
         Version::Prefix(&prefix),
     ];

@@ -38,8 +38,14 @@ async fn unprefixed(State(hits): State<Hits>, uri: Uri) -> String {
     format!("{uri} run {}", hits.bump())
 }
 
+#[cache_page(timeout = 60)]
+async fn slug(State(hits): State<Hits>, uri: Uri) -> String {
+    format!("{uri} run {}", hits.bump())
+}
+
 fn app(cache: &Cache, hits: &Hits) -> Router {
     Router::new()
+        .route("/maybe/{slug}", get(slug))
         .route("/p", get(varying))
         .route("/q", get(varying))
         .route("/prefixed/{n}", get(prefixed))
@@ -126,7 +132,44 @@ async fn every_page_of_a_prefix(cache: Cache) {
     assert_cached(&app, &prefixed, true).await;
 }
 
+/// A path is one page, and one path to invalidate, however its letters are encoded:
+/// as a browser sends them, in lower-case hex, or as the decoded text a handler's
+/// `Path` extractor gives.
+async fn a_path_whatever_its_encoding(cache: Cache) {
+    let app = app(&cache, &Hits::new());
+    let cafe: [Req<'_>; 2] = [("/maybe/caf%C3%A9", &[]), ("/maybe/caf%c3%a9", &[])];
+    let abc: [Req<'_>; 2] = [("/maybe/%61bc", &[]), ("/maybe/abc", &[])];
+    for pair in [cafe, abc] {
+        fetch_with(&app, pair[0].0, pair[0].1).await;
+        assert_cached(&app, &pair, true).await;
+    }
+    for (how, target) in [
+        ("decoded path", "/maybe/café"),
+        ("lower-case path", "/maybe/caf%c3%a9"),
+        ("decoded URL", "/maybe/café?"),
+        ("lower-case URL", "http://shop.test/maybe/caf%c3%a9"),
+    ] {
+        let invalidated = if how.ends_with("path") {
+            cache.invalidate_path(target).await
+        } else {
+            cache.invalidate_url(target).await
+        };
+        invalidated.unwrap_or_else(|e| panic!("{how}: {e}"));
+        let reply = fetch(&app, "/maybe/caf%C3%A9").await;
+        assert!(!reply.is_hit(), "invalidated by its {how}, still cached");
+        assert_cached(&app, &cafe, true).await;
+        assert_cached(&app, &abc, true).await;
+    }
+    cache
+        .invalidate_path("/maybe/abc")
+        .await
+        .expect("invalidated");
+    assert_cached(&app, &abc[..1], false).await;
+    assert_cached(&app, &cafe, true).await;
+}
+
 both_stores!(
+    a_path_whatever_its_encoding,
     a_path_with_every_query_and_variant,
     one_url_whatever_the_parameter_order,
     every_page_of_a_prefix,
