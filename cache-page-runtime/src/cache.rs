@@ -370,7 +370,9 @@ impl Cache {
         let mut pending = Pending(Some((&self.inner.breaker, admit)));
         let result = self.with_timeout(fut).await;
         pending.0 = None;
-        let failed = matches!(&result, Err(err) if !matches!(err, Error::Corrupt(_)));
+        // A damaged entry or one too large to keep says nothing of the store's health.
+        let failed =
+            matches!(&result, Err(err) if !matches!(err, Error::Corrupt(_) | Error::TooLarge));
         self.inner.breaker.record(admit, !failed);
         result
     }

@@ -59,6 +59,14 @@ pub enum Error {
     #[error("invalid URL {0:?}")]
     InvalidUrl(String),
 
+    /// The store does not keep an entry this large: a
+    /// [`MemoryStore`](crate::MemoryStore) keeps none larger than one of its shards
+    /// (see [`MemoryStoreBuilder::max_bytes`](crate::MemoryStoreBuilder::max_bytes)).
+    /// On the request path the page is served, and its `Cache-Status` says
+    /// `detail=too-large`.
+    #[error("the entry is larger than the store keeps")]
+    TooLarge,
+
     /// A stored entry could not be decoded. It is treated as a miss and overwritten.
     #[error("stored entry is not a valid cache-page entry: {0}")]
     Corrupt(&'static str),

@@ -74,11 +74,27 @@ impl<K: AsRef<str>> quick_cache::Weighter<K, Arc<Entry>> for Weight {
 #[derive(Clone, Copy, Debug, Default)]
 struct Evicted;
 
-impl quick_cache::Lifecycle<String, Arc<Entry>> for Evicted {
-    type RequestState = Vec<String>;
+/// What one insert evicted: the hashes, and whether one of the entries was the one
+/// inserted (`inserting`), which the cache refused as larger than its shard.
+#[derive(Default)]
+struct Insert {
+    inserting: Option<Arc<Entry>>,
+    evicted: Vec<String>,
+    refused: bool,
+}
 
-    fn on_evict(&self, evicted: &mut Vec<String>, hash: String, _: Arc<Entry>) {
-        evicted.push(hash);
+impl quick_cache::Lifecycle<String, Arc<Entry>> for Evicted {
+    type RequestState = Insert;
+
+    fn on_evict(&self, insert: &mut Insert, hash: String, entry: Arc<Entry>) {
+        if insert
+            .inserting
+            .as_ref()
+            .is_some_and(|inserting| Arc::ptr_eq(inserting, &entry))
+        {
+            insert.refused = true;
+        }
+        insert.evicted.push(hash);
     }
 }
 
@@ -385,7 +401,8 @@ impl MemoryStoreBuilder {
     ///
     /// The store is split into shards of at least 4 MiB each (fewer when `n` is
     /// smaller, no more than four per core), and an entry larger than one shard is not
-    /// kept: with the default, pages up to about 8 MiB on two cores, 4 MiB on more.
+    /// kept: with the default, pages up to about 8 MiB on two cores, 4 MiB on more. A
+    /// larger page is served, and its `Cache-Status` says `detail=too-large`.
     pub fn max_bytes(mut self, n: u64) -> Self {
         self.max_bytes = n.max(1);
         self
@@ -512,9 +529,15 @@ impl Store for MemoryStore {
                 .or_default()
                 .extend(tags.iter().cloned());
         }
-        let mut evicted = Vec::new();
+        let mut insert = Insert {
+            inserting: Some(Arc::clone(&entry)),
+            ..Insert::default()
+        };
         self.entries
-            .insert_with_lifecycle(hash.to_owned(), entry, &mut evicted);
+            .insert_with_lifecycle(hash.to_owned(), entry, &mut insert);
+        let Insert {
+            evicted, refused, ..
+        } = insert;
         // An entry replaced (or one refused, which takes its predecessor out): a copy
         // of the one before must not stand. Evictions of other pages leave copies be.
         if evicted.iter().any(|h| h == hash) {
@@ -529,7 +552,13 @@ impl Store for MemoryStore {
                 index.forget(gone);
             }
         }
-        Box::pin(std::future::ready(Ok(())))
+        // Said, so that the response does not claim a page stored that is not.
+        let kept = if refused {
+            Err(Error::TooLarge)
+        } else {
+            Ok(())
+        };
+        Box::pin(std::future::ready(kept))
     }
 
     fn remove<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
@@ -883,10 +912,10 @@ mod tests {
         let store = MemoryStore::builder().max_bytes(1 << 20).build();
         let tagged = vec!["t".to_owned()];
         let hash = get(&store, &[], "/huge").await.hash;
-        store
+        let refused = store
             .insert(&hash, entry(&HUGE, Duration::from_secs(60)), &tagged)
-            .await
-            .unwrap();
+            .await;
+        assert!(matches!(refused, Err(Error::TooLarge)), "{refused:?}");
         assert!(get(&store, &[], "/huge").await.entry.is_none());
         assert_eq!(store.entry_count(), 0);
         assert_eq!(store.tag_count(), 0);

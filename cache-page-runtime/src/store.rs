@@ -201,7 +201,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn get<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<Arc<Entry>>, Error>>;
 
     /// Stores `entry` under `hash` for [`Entry::store_ttl`], and records it under each
-    /// of `tags`.
+    /// of `tags`. A store that keeps no entry this large returns
+    /// [`Error::TooLarge`](crate::Error::TooLarge): the response says so, and the
+    /// store's circuit breaker does not count it as a failure.
     fn insert<'a>(
         &'a self,
         hash: &'a str,

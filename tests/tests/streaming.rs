@@ -170,3 +170,33 @@ async fn bodies_over_the_limit_pass_through_and_are_not_stored(store: impl Store
 }
 
 on_both_stores!(bodies_over_the_limit_pass_through_and_are_not_stored);
+
+/// A page under `max_body_bytes` but larger than one shard of a `MemoryStore` is not
+/// kept: its response says so instead of `stored`, and, refused again and again, it
+/// neither opens the circuit breaker nor keeps other pages from being stored.
+#[tokio::test]
+async fn a_page_larger_than_the_memory_store_keeps_says_too_large() {
+    // 8 MiB in two shards of 4 MiB: a 5 MiB page fits `max_body_bytes` (8 MiB), not a
+    // shard.
+    let store = cache_page_runtime::MemoryStore::builder()
+        .max_bytes(8 << 20)
+        .build();
+    let cache = Cache::builder(store).max_body_bytes(8 << 20).build();
+    let hits = Hits::new();
+    let app = app(&cache, &hits);
+    let large = 5 << 20;
+    let uri = format!("/sized/{large}");
+    for _ in 0..5 {
+        let reply = fetch(&app, &uri).await;
+        assert!(!reply.is_hit());
+        assert_eq!(
+            reply.cache_status(),
+            "cache-page; fwd=uri-miss; detail=too-large"
+        );
+        assert!(reply.body.as_ref() == sized(large).as_slice());
+    }
+    assert_eq!(hits.get(), 5);
+    let small = fetch(&app, "/sized/1024").await;
+    assert!(small.is_stored(), "{:?}", small.cache_status());
+    assert!(fetch(&app, "/sized/1024").await.is_hit());
+}
