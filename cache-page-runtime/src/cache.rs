@@ -539,8 +539,12 @@ static NAMED: OnceLock<RwLock<HashMap<String, Cache>>> = OnceLock::new();
 
 /// Installs the default cache, once, at start-up.
 ///
-/// Fails with [`Error::AlreadyInstalled`] if one was installed already, or if a
-/// request was served before (which put the in-process default in place).
+/// Fails with [`Error::AlreadyInstalled`] if one was installed already, or if the
+/// default cache was used before: by a request a cached handler served, or by a call
+/// on it ([`default_cache`], or a free function such as [`invalidate_group`]). The
+/// first use puts the in-process default in place for good, and what it did (an
+/// invalidation, say) went to that in-process cache, not to the store installed later.
+/// Install before serving and before any such call.
 ///
 /// ```
 /// use cache_page_runtime::{Cache, MemoryStore};
@@ -569,7 +573,8 @@ pub fn install_named(name: impl Into<String>, cache: Cache) {
     named.insert(name.into(), cache);
 }
 
-/// The default cache: the one [`install`]ed, or an in-process one.
+/// The default cache: the one [`install`]ed, or an in-process one. The first call
+/// fixes it: an [`install`] after it fails.
 ///
 /// ```
 /// // With nothing installed, handlers cache in process.
