@@ -312,7 +312,7 @@ fn name_of(pair: &str) -> &str {
 /// assert_eq!(hash.len(), 32);
 /// ```
 ///
-/// By hand, with the version read from Redis (`GET cache-page:version:views`):
+/// By hand, with the version read from Redis (`GET cache-page:group:views`):
 ///
 /// ```sh
 /// printf '%s' '1:p,1:1,5:views,1:7,6:/items,' | md5sum
