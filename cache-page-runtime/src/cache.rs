@@ -267,7 +267,16 @@ impl Cache {
         self.bump(Version::Url(&url)).await
     }
 
-    /// Invalidates every page stored under a handler `prefix`, in O(1).
+    /// Invalidates every page stored under a handler `prefix` (the attribute's
+    /// `prefix = "…"`), in O(1), whatever its key, groups and request headers.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_page_runtime::Error> {
+    /// let cache = cache_page_runtime::Cache::memory();
+    /// cache.invalidate_prefix("v2").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, Error> {
         self.bump(Version::Prefix(prefix)).await
     }
@@ -660,8 +669,23 @@ pub async fn invalidate_url(url: &str) -> Result<(), Error> {
     default_cache().invalidate_url(url).await.map(|_| ())
 }
 
+/// Invalidates every page stored under a handler `prefix` (its `prefix = "…"`
+/// argument) in the default cache, in O(1). See [`Cache::invalidate_prefix`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cache_page_runtime::Error> {
+/// // For every handler with #[cache_page(…, prefix = "v2")]:
+/// cache_page_runtime::invalidate_prefix("v2").await?;
+/// # Ok(()) }
+/// ```
+pub async fn invalidate_prefix(prefix: &str) -> Result<(), Error> {
+    default_cache().invalidate_prefix(prefix).await.map(|_| ())
+}
+
 /// `url` with the bytes no URL holds as they are (non-ASCII text, spaces, controls,
-/// `"<>\^`{|}`) percent-encoded; everything else, `%` included, as it is.
+/// quotes, angle brackets, braces and the like) percent-encoded; everything else, `%`
+/// included, as it is.
 fn encode_text(url: &str) -> std::borrow::Cow<'_, str> {
     let raw = |b: u8| {
         b.is_ascii_graphic()

@@ -64,7 +64,8 @@
 //! returns once it is visible to all instances sharing the store.
 //!
 //! The free functions ([`invalidate_group`], [`invalidate_group_soft`],
-//! [`invalidate_path`], [`invalidate_url`], [`invalidate_tag`]) act on the default cache, so business logic needs no handle.
+//! [`invalidate_path`], [`invalidate_url`], [`invalidate_prefix`], [`invalidate_tag`])
+//! act on the default cache, so business logic needs no handle.
 //!
 //! ## 4. Stores
 //!
@@ -196,7 +197,8 @@ mod tracking;
 pub use crate::{
     cache::{
         Cache, CacheBuilder, default_cache, install, install_named, invalidate_group,
-        invalidate_group_soft, invalidate_path, invalidate_tag, invalidate_url, named_cache,
+        invalidate_group_soft, invalidate_path, invalidate_prefix, invalidate_tag, invalidate_url,
+        named_cache,
     },
     config::{IntoTimeout, PageConfig},
     entry::{Entry, VaryIndex},
