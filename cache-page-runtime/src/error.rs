@@ -23,10 +23,16 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A Redis command failed (connection refused or lost, server error, bad URL).
+    /// Redis failed: a malformed URL given to a builder, a connection refused or
+    /// lost, an error reply. Its text is part of this error's, as in `redis error:
+    /// Connection refused (os error 111)`; it is not repeated as the
+    /// [`source`](std::error::Error::source).
+    ///
+    /// A command Redis did not answer within the store's command timeout is an
+    /// [`Error::Timeout`] instead.
     #[cfg(feature = "redis")]
-    #[error("redis command failed")]
-    Redis(#[source] redis::RedisError),
+    #[error("redis error: {0}")]
+    Redis(redis::RedisError),
 
     /// The store did not answer within the configured command timeout.
     #[error("cache store did not answer within {0:?}")]
@@ -83,9 +89,11 @@ pub enum Error {
         acknowledged: u32,
     },
 
-    /// An error from a user-provided [`Store`](crate::Store).
-    #[error("cache store failed")]
-    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// An error from a user-provided [`Store`](crate::Store). Its text is part of
+    /// this error's, as in `cache store error: disk full`; it is not repeated as the
+    /// [`source`](std::error::Error::source) (match on this variant to reach it).
+    #[error("cache store error: {0}")]
+    Store(Box<dyn std::error::Error + Send + Sync>),
 }
 
 #[cfg(feature = "redis")]
@@ -105,5 +113,49 @@ impl Error {
             Error::Redis(e) => e.is_timeout(),
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error and its sources, `a: b: c`, as a reporter prints them.
+    fn chain(err: &dyn std::error::Error) -> String {
+        let mut out = err.to_string();
+        let mut source = err.source();
+        while let Some(err) = source {
+            out.push_str(": ");
+            out.push_str(&err.to_string());
+            source = err.source();
+        }
+        out
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn a_redis_error_shows_its_cause_once() {
+        let err = crate::RedisStore::open("nonsense").unwrap_err();
+        assert!(matches!(err, Error::Redis(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "redis error: Redis URL did not parse - InvalidClientConfig"
+        );
+        // In the text, so not again as the source: a reporter walking the chain
+        // prints it once.
+        assert!(std::error::Error::source(&err).is_none());
+        assert_eq!(chain(&err), err.to_string());
+
+        let refused = Error::from(redis::RedisError::from(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert_eq!(refused.to_string(), "redis error: connection refused");
+    }
+
+    #[test]
+    fn a_store_error_shows_its_cause_once() {
+        let err = Error::Store("disk full".into());
+        assert_eq!(err.to_string(), "cache store error: disk full");
+        assert!(std::error::Error::source(&err).is_none());
     }
 }

@@ -76,10 +76,25 @@ pub(crate) fn not_stored(reason: &'static str) {
     metrics::counter!("cache_page_not_stored_total", "reason" => reason).increment(1);
 }
 
+/// A store operation failed: `op` is `lookup` (the request is served uncached),
+/// `store` (the response was served but not stored) or `invalidate` (the caller gets
+/// the error). The error's text carries its cause, such as `Connection refused`.
 pub(crate) fn error(op: &'static str, err: &crate::Error) {
-    // While the breaker is open the store is not called; the breaker logged that once.
-    if !matches!(err, crate::Error::Unavailable) {
-        tracing::warn!(op, error = %err, "cache-page store failed; serving uncached");
+    match (op, err) {
+        // While the breaker is open the store is not called; the breaker logged that once.
+        (_, crate::Error::Unavailable) => {}
+        ("invalidate", crate::Error::Timeout(_)) => tracing::warn!(
+            op,
+            error = %err,
+            "cache-page invalidation timed out; it may or may not have taken effect"
+        ),
+        ("invalidate", _) => tracing::warn!(op, error = %err, "cache-page invalidation failed"),
+        ("store", _) => tracing::warn!(
+            op,
+            error = %err,
+            "cache-page could not store a response; it was served uncached"
+        ),
+        _ => tracing::warn!(op, error = %err, "cache-page store failed; serving uncached"),
     }
     #[cfg(feature = "metrics")]
     metrics::counter!("cache_page_errors_total", "op" => op).increment(1);
@@ -95,4 +110,69 @@ pub(crate) fn circuit(open: bool) {
     #[cfg(feature = "metrics")]
     metrics::gauge!("cache_page_circuit_open").set(if open { 1.0 } else { 0.0 });
     let _ = open;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io,
+        sync::{Arc, Mutex},
+        time::Duration,
+    };
+
+    use crate::Error;
+
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What `super::error(op, err)` logs.
+    fn logged(op: &'static str, err: &Error) -> String {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || super::error(op, err));
+        String::from_utf8(logs.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn a_failure_is_logged_with_its_cause_and_what_it_means() {
+        let err = Error::Store("connection refused".into());
+        let lookup = logged("lookup", &err);
+        assert!(lookup.contains("WARN"), "{lookup}");
+        assert!(lookup.contains("serving uncached"), "{lookup}");
+        assert!(lookup.contains("connection refused"), "{lookup}");
+
+        let stored = logged("store", &err);
+        assert!(stored.contains("could not store a response"), "{stored}");
+        assert!(stored.contains("connection refused"), "{stored}");
+
+        let invalidate = logged("invalidate", &err);
+        assert!(invalidate.contains("invalidation failed"), "{invalidate}");
+        assert!(invalidate.contains("connection refused"), "{invalidate}");
+        assert!(!invalidate.contains("uncached"), "{invalidate}");
+
+        let timeout = Error::Timeout(Duration::from_millis(250));
+        let invalidate = logged("invalidate", &timeout);
+        assert!(
+            invalidate.contains("may or may not have taken effect"),
+            "{invalidate}"
+        );
+        assert!(invalidate.contains("250ms"), "{invalidate}");
+
+        // The breaker logged its opening once; each refused call is not logged.
+        assert_eq!(logged("lookup", &Error::Unavailable), "");
+    }
 }
