@@ -10,13 +10,13 @@ use crate::{Cache, Error, MemoryStore};
 /// |----------------------------------|----------------------------------------------------|---------|
 /// | `CACHE_PAGE_REDIS_URL`, `REDIS_URL` | the Redis to use (the first one set); unset: in process | unset |
 /// | `CACHE_PAGE_NAMESPACE`           | the namespace of every Redis key                   | `cache-page` |
-/// | `CACHE_PAGE_COMMAND_TIMEOUT_MS`  | longest wait for one Redis command                 | `250` |
+/// | `CACHE_PAGE_COMMAND_TIMEOUT_MS`  | longest wait for one Redis command (above 0)       | `250` |
 /// | `CACHE_PAGE_REDIS_TRACKING`      | `off`: hits read the versions too (one `MGET`), as behind a proxy that drops Redis's invalidation messages | `on` |
 /// | `CACHE_PAGE_REDIS_NEAR_CACHE_BYTES` | most bytes of pages the Redis store keeps in process; `0`: none (a hit is one `GET`) | `33554432` |
-/// | `CACHE_PAGE_TIMEOUT_MS`          | longest wait for any store operation of a request  | `500` |
+/// | `CACHE_PAGE_TIMEOUT_MS`          | longest wait for any store operation (above 0)     | `500` |
 /// | `CACHE_PAGE_MAX_BODY_BYTES`      | largest body stored                                | `8388608` |
 /// | `CACHE_PAGE_STATUS_HEADER`       | the cache's name in `Cache-Status`, or `off`       | `cache-page` |
-/// | `CACHE_PAGE_LOCK_MS`             | turns on the lock across instances, with this wait | off |
+/// | `CACHE_PAGE_LOCK_MS`             | turns on the lock across instances, with this wait (above 0) | off |
 /// | `CACHE_PAGE_MEMORY_MAX_ENTRIES`  | in-process store: most entries                     | `10000` |
 /// | `CACHE_PAGE_MEMORY_MAX_BYTES`    | in-process store: most bytes                       | `67108864` |
 ///
@@ -53,8 +53,10 @@ impl Cache {
     /// defaults): on Redis when `CACHE_PAGE_REDIS_URL` or `REDIS_URL` is set, in
     /// process otherwise.
     ///
-    /// Fails on a malformed value, naming the variable; never because Redis is down
-    /// (the connection is made on first use).
+    /// Fails with [`Error::InvalidConfig`] on a malformed value or a zero timeout,
+    /// naming the variable (also one this configuration does not use, see
+    /// [`from_vars`](Self::from_vars)); never because Redis is down (the connection is
+    /// made on first use).
     ///
     /// ```
     /// # fn main() -> Result<(), cache_page_runtime::Error> {
@@ -67,73 +69,110 @@ impl Cache {
     }
 
     /// [`from_env`](Self::from_env) with the variables looked up by `var`.
+    ///
+    /// Every variable of [`VARIABLES`] that is set is checked, even one this
+    /// configuration does not use (`CACHE_PAGE_COMMAND_TIMEOUT_MS` without a Redis
+    /// URL, `CACHE_PAGE_MEMORY_MAX_BYTES` with one), so that a typo fails at start-up
+    /// rather than when the setting is first needed. Timeouts must be above zero.
+    ///
+    /// ```
+    /// use cache_page_runtime::{Cache, Error};
+    ///
+    /// let err = Cache::from_vars(|name| {
+    ///     (name == "CACHE_PAGE_COMMAND_TIMEOUT_MS").then(|| "0".to_owned())
+    /// })
+    /// .unwrap_err();
+    /// assert!(matches!(err, Error::InvalidConfig { variable, .. } if variable == "CACHE_PAGE_COMMAND_TIMEOUT_MS"));
+    /// ```
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Cache, Error> {
+        let invalid = |name: &str, value: String| Error::InvalidConfig {
+            variable: name.to_owned(),
+            value,
+        };
         let number = |name: &str| -> Result<Option<u64>, Error> {
             var(name)
-                .map(|value| {
-                    value
-                        .trim()
-                        .parse::<u64>()
-                        .map_err(|_| Error::InvalidConfig {
-                            variable: name.to_owned(),
-                            value,
-                        })
+                .map(|value| match value.trim().parse::<u64>() {
+                    Ok(n) => Ok(n),
+                    Err(_) => Err(invalid(name, value)),
                 })
                 .transpose()
         };
-        let millis = |name: &str| Ok::<_, Error>(number(name)?.map(Duration::from_millis));
+        // A wait of zero would time every operation out, or none, depending on
+        // whether the store answers on its first poll: refused.
+        let millis = |name: &str| -> Result<Option<Duration>, Error> {
+            match number(name)? {
+                Some(0) => Err(invalid(name, var(name).unwrap_or_default())),
+                n => Ok(n.map(Duration::from_millis)),
+            }
+        };
 
-        let url = var("CACHE_PAGE_REDIS_URL").or_else(|| var("REDIS_URL"));
+        // Read and checked first, whichever store they are for.
+        let namespace = var("CACHE_PAGE_NAMESPACE");
+        let command_timeout = millis("CACHE_PAGE_COMMAND_TIMEOUT_MS")?;
+        let tracking = var("CACHE_PAGE_REDIS_TRACKING")
+            .map(|value| match value.trim() {
+                "on" | "true" | "1" => Ok(true),
+                "off" | "false" | "0" => Ok(false),
+                _ => Err(invalid("CACHE_PAGE_REDIS_TRACKING", value)),
+            })
+            .transpose()?;
+        let near_cache_bytes = number("CACHE_PAGE_REDIS_NEAR_CACHE_BYTES")?;
+        let timeout = millis("CACHE_PAGE_TIMEOUT_MS")?;
+        let max_body_bytes = number("CACHE_PAGE_MAX_BODY_BYTES")?;
+        let lock_wait = millis("CACHE_PAGE_LOCK_MS")?;
+        let max_entries = number("CACHE_PAGE_MEMORY_MAX_ENTRIES")?;
+        let max_bytes = number("CACHE_PAGE_MEMORY_MAX_BYTES")?;
+
+        // `REDIS_URL` is read only when `CACHE_PAGE_REDIS_URL` is unset: it may be set
+        // for another program, in a form this one does not take.
+        let url = match var("CACHE_PAGE_REDIS_URL") {
+            Some(url) => Some(("CACHE_PAGE_REDIS_URL", url)),
+            None => var("REDIS_URL").map(|url| ("REDIS_URL", url)),
+        };
         let mut builder = match url {
             #[cfg(feature = "redis")]
-            Some(url) => {
-                let mut store = crate::RedisStore::builder(url);
-                if let Some(namespace) = var("CACHE_PAGE_NAMESPACE") {
+            Some((name, url)) => {
+                let mut store = crate::RedisStore::builder(url.as_str());
+                if let Some(namespace) = namespace {
                     store = store.namespace(namespace);
                 }
-                if let Some(timeout) = millis("CACHE_PAGE_COMMAND_TIMEOUT_MS")? {
+                if let Some(timeout) = command_timeout {
                     store = store.command_timeout(timeout);
                 }
-                if let Some(value) = var("CACHE_PAGE_REDIS_TRACKING") {
-                    let on = match value.trim() {
-                        "on" | "true" | "1" => true,
-                        "off" | "false" | "0" => false,
-                        _ => {
-                            return Err(Error::InvalidConfig {
-                                variable: "CACHE_PAGE_REDIS_TRACKING".to_owned(),
-                                value,
-                            });
-                        }
-                    };
+                if let Some(on) = tracking {
                     store = store.tracked_versions(on);
                 }
-                if let Some(bytes) = number("CACHE_PAGE_REDIS_NEAR_CACHE_BYTES")? {
+                if let Some(bytes) = near_cache_bytes {
                     store = store.near_cache_bytes(bytes);
                 }
-                Cache::builder(store.build()?)
+                // Building fails only on a malformed URL.
+                let store = store
+                    .build()
+                    .map_err(|_| invalid(name, redact_password(&url)))?;
+                Cache::builder(store)
             }
             #[cfg(not(feature = "redis"))]
-            Some(value) => {
+            Some((name, url)) => {
                 return Err(Error::InvalidConfig {
-                    variable: "REDIS_URL (this build has no `redis` feature)".to_owned(),
-                    value,
+                    variable: format!("{name} (this build has no `redis` feature)"),
+                    value: redact_password(&url),
                 });
             }
             None => {
                 let mut store = MemoryStore::builder();
-                if let Some(n) = number("CACHE_PAGE_MEMORY_MAX_ENTRIES")? {
+                if let Some(n) = max_entries {
                     store = store.max_entries(n);
                 }
-                if let Some(n) = number("CACHE_PAGE_MEMORY_MAX_BYTES")? {
+                if let Some(n) = max_bytes {
                     store = store.max_bytes(n);
                 }
                 Cache::builder(store.build())
             }
         };
-        if let Some(timeout) = millis("CACHE_PAGE_TIMEOUT_MS")? {
+        if let Some(timeout) = timeout {
             builder = builder.timeout(timeout);
         }
-        if let Some(n) = number("CACHE_PAGE_MAX_BODY_BYTES")? {
+        if let Some(n) = max_body_bytes {
             builder = builder.max_body_bytes(usize::try_from(n).unwrap_or(usize::MAX));
         }
         if let Some(name) = var("CACHE_PAGE_STATUS_HEADER") {
@@ -143,10 +182,30 @@ impl Cache {
             };
             builder = builder.cache_status((!name.is_empty()).then_some(name));
         }
-        if let Some(wait) = millis("CACHE_PAGE_LOCK_MS")? {
+        if let Some(wait) = lock_wait {
             builder = builder.lock_across_instances(wait);
         }
         Ok(builder.build())
+    }
+}
+
+/// `url` with the password of its user information, if any, replaced by `***`: a
+/// malformed URL is shown in an error, which may be logged.
+fn redact_password(url: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[after_scheme..];
+    // The user information ends at the last `@` before the path.
+    let authority = rest.find('/').map_or(rest, |i| &rest[..i]);
+    match authority.rfind('@') {
+        Some(at) => match authority[..at].find(':') {
+            Some(colon) => format!(
+                "{}***{}",
+                &url[..after_scheme + colon + 1],
+                &url[after_scheme + at..]
+            ),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
     }
 }
 
@@ -251,5 +310,84 @@ mod tests {
             "invalid value \"soon\" for CACHE_PAGE_TIMEOUT_MS"
         );
         assert!(cache(&[("REDIS_URL", "not a url")]).is_err());
+    }
+
+    fn invalid(err: Error) -> (String, String) {
+        match err {
+            Error::InvalidConfig { variable, value } => (variable, value),
+            other => panic!("not InvalidConfig: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_malformed_redis_url_names_its_variable() {
+        for name in ["CACHE_PAGE_REDIS_URL", "REDIS_URL"] {
+            let err = cache(&[(name, "notaurl")]).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("invalid value \"notaurl\" for {name}")
+            );
+            assert_eq!(invalid(err), (name.to_owned(), "notaurl".to_owned()));
+        }
+        // CACHE_PAGE_REDIS_URL wins: REDIS_URL may be another program's.
+        let err = cache(&[
+            ("CACHE_PAGE_REDIS_URL", "nope"),
+            ("REDIS_URL", "redis://h/"),
+        ]);
+        assert_eq!(invalid(err.unwrap_err()).0, "CACHE_PAGE_REDIS_URL");
+    }
+
+    #[test]
+    fn a_malformed_redis_url_does_not_show_its_password() {
+        let err = cache(&[("REDIS_URL", "redis://app:hunter2@host:99999/0")]).unwrap_err();
+        assert_eq!(
+            invalid(err),
+            (
+                "REDIS_URL".to_owned(),
+                "redis://app:***@host:99999/0".to_owned()
+            )
+        );
+        assert_eq!(redact_password("redis://host:1/0"), "redis://host:1/0");
+        assert_eq!(redact_password("redis://user@host/"), "redis://user@host/");
+        assert_eq!(redact_password("a:b@c"), "a:***@c");
+    }
+
+    #[test]
+    fn unused_variables_are_checked_too() {
+        // No Redis URL: the Redis variables are not used, but a typo is still one.
+        for (name, value) in [
+            ("CACHE_PAGE_COMMAND_TIMEOUT_MS", "abc"),
+            ("CACHE_PAGE_REDIS_TRACKING", "maybe"),
+            ("CACHE_PAGE_REDIS_NEAR_CACHE_BYTES", "lots"),
+        ] {
+            let err = cache(&[(name, value)]).unwrap_err();
+            assert_eq!(invalid(err), (name.to_owned(), value.to_owned()));
+        }
+    }
+
+    #[tokio::test]
+    async fn unused_memory_variables_are_checked_with_redis() {
+        for name in [
+            "CACHE_PAGE_MEMORY_MAX_ENTRIES",
+            "CACHE_PAGE_MEMORY_MAX_BYTES",
+        ] {
+            let err = cache(&[("REDIS_URL", "redis://127.0.0.1:1/"), (name, "many")]).unwrap_err();
+            assert_eq!(invalid(err), (name.to_owned(), "many".to_owned()));
+        }
+    }
+
+    #[test]
+    fn a_zero_timeout_is_refused() {
+        for name in [
+            "CACHE_PAGE_TIMEOUT_MS",
+            "CACHE_PAGE_COMMAND_TIMEOUT_MS",
+            "CACHE_PAGE_LOCK_MS",
+        ] {
+            let err = cache(&[(name, "0")]).unwrap_err();
+            assert_eq!(err.to_string(), format!("invalid value \"0\" for {name}"));
+            assert_eq!(invalid(err), (name.to_owned(), "0".to_owned()));
+        }
+        // Zero bytes is a size, not a timeout: the near cache turned off.
+        assert!(cache(&[("CACHE_PAGE_REDIS_NEAR_CACHE_BYTES", "0")]).is_ok());
     }
 }
