@@ -153,6 +153,8 @@ impl Cache {
             }
             #[cfg(not(feature = "redis"))]
             Some((name, url)) => {
+                // Checked above, but there is no Redis store to give them to.
+                let _ = (namespace, command_timeout, tracking, near_cache_bytes);
                 return Err(Error::InvalidConfig {
                     variable: format!("{name} (this build has no `redis` feature)"),
                     value: redact_password(&url),
