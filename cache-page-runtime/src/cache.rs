@@ -170,6 +170,13 @@ impl Cache {
     /// Invalidates every page of `group` in this cache, in O(1). Returns once the new
     /// version is in the store, so no request that starts afterwards is served a page
     /// stored before.
+    ///
+    /// # Errors
+    ///
+    /// If the store fails or does not answer within the timeout. After
+    /// [`Error::Timeout`] the outcome is unknown (the version may have been bumped,
+    /// only the answer came late); calling it again is safe, a bump being idempotent
+    /// in effect. The other invalidations fail the same way.
     pub async fn invalidate_group(&self, group: &str) -> Result<u64, Error> {
         self.bump(Version::Group(group)).await
     }
@@ -461,7 +468,9 @@ pub(crate) mod bounded_wait {
 
 impl CacheBuilder {
     /// Longest wait for any store operation (default 500 ms). Past it, a request is
-    /// served uncached and an invalidation returns [`Error::Timeout`].
+    /// served uncached and an invalidation returns [`Error::Timeout`] (and may still
+    /// have taken effect). A Redis store's own command timeout (250 ms by default) is
+    /// reported as the same [`Error::Timeout`] when it runs out first.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.settings.timeout = timeout;
         self
@@ -613,7 +622,10 @@ pub fn named_cache(name: &str) -> Option<Cache> {
 /// are never served again (they expire on their own timeout).
 ///
 /// Returns once the new version is in the store. Fails if the store cannot be
-/// reached, so business logic can tell an invalidation that did not happen.
+/// reached or does not answer in time, so business logic can tell an invalidation
+/// that may not have happened: after [`Error::Timeout`] the outcome is unknown (it
+/// may have taken effect), and calling it again is safe, a bump being idempotent in
+/// effect.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]

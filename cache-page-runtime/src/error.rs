@@ -5,9 +5,18 @@ use std::time::Duration;
 /// Everything that can go wrong in cache-page.
 ///
 /// On the request path none of these ever reaches the client: a store that fails or
-/// times out is logged and the page is served uncached. They surface only from calls
-/// made by business logic, such as [`invalidate_group`](crate::invalidate_group), so
-/// that it can tell an invalidation that did not happen.
+/// times out is logged and the page is served uncached. They surface from the calls an
+/// application makes itself: building a store or a cache (a malformed URL or
+/// variable), installing one, and invalidations such as
+/// [`invalidate_group`](crate::invalidate_group), so that business logic can tell an
+/// invalidation that may not have happened.
+///
+/// An invalidation that fails before Redis is reached ([`Error::InvalidUrl`], a
+/// refused connection) did not happen. One that fails after its command was sent
+/// ([`Error::Timeout`], a connection lost while waiting) may or may not have taken
+/// effect: the outcome is unknown. Calling it again is safe in both cases, as an
+/// invalidation is idempotent in effect: a second bump only invalidates, once more,
+/// pages already invalidated or stored since (see [`Error::is_timeout`]).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -34,7 +43,13 @@ pub enum Error {
     #[error("redis error: {0}")]
     Redis(redis::RedisError),
 
-    /// The store did not answer within the configured command timeout.
+    /// The store did not answer within this time: the cache's timeout
+    /// ([`CacheBuilder::timeout`](crate::CacheBuilder::timeout)) or, on Redis, the
+    /// store's command timeout, whichever ran out first.
+    ///
+    /// For an invalidation the outcome is unknown: the command may have reached the
+    /// store and taken effect, only its answer came too late. Calling it again is safe
+    /// (an invalidation is idempotent in effect).
     #[error("cache store did not answer within {0:?}")]
     Timeout(Duration),
 
@@ -103,17 +118,47 @@ impl From<redis::RedisError> for Error {
     }
 }
 
-#[cfg(feature = "redis")]
 impl Error {
-    /// Whether the store did not answer in time, as opposed to failing at once (a
-    /// broken connection, a refused command).
-    pub(crate) fn is_timeout(&self) -> bool {
+    /// Whether the store did not answer in time ([`Error::Timeout`]), as opposed to
+    /// failing at once (a broken connection, a refused command). After a timed-out
+    /// invalidation the outcome is unknown: it may have taken effect.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_page_runtime::Error;
+    ///
+    /// assert!(Error::Timeout(Duration::from_millis(250)).is_timeout());
+    /// assert!(!Error::Unavailable.is_timeout());
+    /// ```
+    pub fn is_timeout(&self) -> bool {
         match self {
             Error::Timeout(_) => true,
+            #[cfg(feature = "redis")]
             Error::Redis(e) => e.is_timeout(),
             _ => false,
         }
     }
+
+    /// `self`, or [`Error::Timeout`] after `after` if it is a Redis command that
+    /// redis-rs gave up on after its response timeout (`after`).
+    #[cfg(feature = "redis")]
+    pub(crate) fn timed_out_after(self, after: Duration) -> Error {
+        match self {
+            Error::Redis(e) if e.is_timeout() => Error::Timeout(after),
+            other => other,
+        }
+    }
+}
+
+/// A Redis store's operation, boxed, with a command that timed out (within the
+/// store's response timeout, `after`) reported as [`Error::Timeout`], as when the
+/// cache's own timeout runs out.
+#[cfg(feature = "redis")]
+pub(crate) fn timed<'a, T: 'a>(
+    after: Duration,
+    operation: impl Future<Output = Result<T, Error>> + Send + 'a,
+) -> crate::BoxFuture<'a, Result<T, Error>> {
+    Box::pin(async move { operation.await.map_err(|err| err.timed_out_after(after)) })
 }
 
 #[cfg(test)]

@@ -118,7 +118,9 @@
 //! after 3 failures in a row a circuit breaker stops calling the store for 2 s
 //! ([`Cache::is_available`]). The Redis connection is made lazily and re-made after
 //! failures: an application starts while Redis is down and caches once it is up. A
-//! damaged or foreign entry reads as a miss and is overwritten.
+//! damaged or foreign entry reads as a miss and is overwritten. Invalidations, called
+//! by business logic, return the [`Error`] instead; after [`Error::Timeout`] their
+//! outcome is unknown, and calling them again is safe.
 //!
 //! ## 8. Sizing Redis
 //!

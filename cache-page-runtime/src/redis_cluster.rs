@@ -45,6 +45,7 @@ use redis::{
 use crate::{
     Entry, Error,
     entry::unix_ms,
+    error::timed,
     redis_store::{BUMP, Decoded, Seen, parse_version, superseded_hash},
     store::{BoxFuture, Lookup, PageKey, SOFT_WINDOW, Store, Superseded, Version, version_seed},
 };
@@ -119,6 +120,8 @@ pub struct RedisClusterStore {
     seen: Arc<Seen>,
     bump: Arc<Script>,
     decoded: Arc<Decoded>,
+    /// How long redis-rs waits for an answer: past it, an [`Error::Timeout`].
+    command_timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -301,6 +304,15 @@ impl RedisClusterStore {
                     .get_pending_async_connection_with_config(self.config.clone())
             })
             .clone()
+    }
+
+    /// How long redis-rs waits for an answer on the invalidation connection: the
+    /// command timeout, plus the replicas' wait when there is one.
+    fn invalidation_timeout(&self) -> Duration {
+        match &self.invalidations {
+            Some(inv) => self.command_timeout + inv.timeout,
+            None => self.command_timeout,
+        }
     }
 
     /// The connection an invalidation goes through: its own when it waits for
@@ -594,13 +606,14 @@ impl RedisClusterStoreBuilder {
             seen: Arc::default(),
             bump: Arc::new(Script::new(BUMP)),
             decoded: Arc::new(Decoded::new()),
+            command_timeout: self.command_timeout,
         })
     }
 }
 
 impl Store for RedisClusterStore {
     fn lookup<'a>(&'a self, page: PageKey<'a>) -> BoxFuture<'a, Result<Lookup, Error>> {
-        Box::pin(async move {
+        timed(self.command_timeout, async move {
             let n = page.groups.len();
             if let Some(guess) = self.guess(page.groups) {
                 // One round trip: every version and the entry at the guessed ones, each
@@ -642,7 +655,7 @@ impl Store for RedisClusterStore {
     }
 
     fn get<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<Arc<Entry>>, Error>> {
-        Box::pin(async move {
+        timed(self.command_timeout, async move {
             let raw = self.get_raw(self.page_key(hash)).await?;
             Ok(self.decoded.decode(hash, raw))
         })
@@ -654,7 +667,7 @@ impl Store for RedisClusterStore {
         entry: Arc<Entry>,
         tags: &'a [String],
     ) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(async move {
+        timed(self.command_timeout, async move {
             let mut conn = self.connection();
             let secs = entry.store_ttl().as_secs().max(1);
             let () = redis::cmd("SET")
@@ -696,7 +709,7 @@ impl Store for RedisClusterStore {
     }
 
     fn remove<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
-        Box::pin(async move {
+        timed(self.invalidation_timeout(), async move {
             let mut conn = self.invalidation_connection();
             let key = self.page_key(hash);
             let n: u64 = conn.del(&key).await?;
@@ -706,7 +719,7 @@ impl Store for RedisClusterStore {
     }
 
     fn bump<'a>(&'a self, version: Version<'a>) -> BoxFuture<'a, Result<u64, Error>> {
-        Box::pin(async move {
+        timed(self.invalidation_timeout(), async move {
             let mut conn = self.invalidation_connection();
             let key = self.version_key(version);
             let seed = version_seed();
@@ -746,7 +759,7 @@ impl Store for RedisClusterStore {
     /// record live on different nodes, so the two cannot be one script. A request
     /// between the two misses instead of being served the old page.
     fn bump_soft<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
-        Box::pin(async move {
+        timed(self.command_timeout, async move {
             let after = self.bump(Version::Group(group)).await?;
             // A seeded version has no pages before it: its record leads nowhere.
             let record = format!(
@@ -770,7 +783,7 @@ impl Store for RedisClusterStore {
         &'a self,
         page: PageKey<'a>,
     ) -> BoxFuture<'a, Result<Option<Superseded>, Error>> {
-        Box::pin(async move {
+        timed(self.command_timeout, async move {
             if page.groups.is_empty() {
                 return Ok(None);
             }
@@ -797,7 +810,7 @@ impl Store for RedisClusterStore {
     }
 
     fn version<'a>(&'a self, version: Version<'a>) -> BoxFuture<'a, Result<u64, Error>> {
-        Box::pin(async move {
+        timed(self.command_timeout, async move {
             let (groups, scopes) = match version {
                 Version::Group(g) => (vec![g.to_owned()], Vec::new()),
                 other => (Vec::new(), vec![other]),
@@ -814,7 +827,7 @@ impl Store for RedisClusterStore {
     }
 
     fn lock<'a>(&'a self, hash: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool, Error>> {
-        Box::pin(async move {
+        timed(self.command_timeout, async move {
             let mut conn = self.connection();
             let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
             let set: Option<String> = redis::cmd("SET")
@@ -830,7 +843,7 @@ impl Store for RedisClusterStore {
     }
 
     fn unlock<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(async move {
+        timed(self.command_timeout, async move {
             let mut conn = self.connection();
             let _: u64 = conn.del(self.lock_key(hash)).await?;
             Ok(())
@@ -838,7 +851,7 @@ impl Store for RedisClusterStore {
     }
 
     fn delete_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
-        Box::pin(async move {
+        timed(self.invalidation_timeout(), async move {
             let mut conn = self.invalidation_connection();
             let key = self.tag_key(tag);
             let hashes: Vec<String> = conn.smembers(&key).await?;

@@ -32,6 +32,7 @@ use redis::{
 use crate::{
     Entry, Error,
     entry::unix_ms,
+    error::timed,
     store::{
         BoxFuture, Lookup, PageKey, SOFT_WINDOW, SoftRecord, Store, Superseded, Version,
         version_seed,
@@ -168,6 +169,8 @@ pub struct RedisStore {
     tracking: Option<Arc<Tracking>>,
     round_trips: Arc<AtomicU64>,
     decoded: Arc<Decoded>,
+    /// How long redis-rs waits for an answer: past it, an [`Error::Timeout`].
+    command_timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -636,6 +639,7 @@ impl RedisStoreBuilder {
             tracking,
             round_trips,
             decoded: Arc::new(Decoded::new()),
+            command_timeout: self.command_timeout,
         })
     }
 }
@@ -876,7 +880,7 @@ impl std::fmt::Debug for Decoded {
 
 impl Store for RedisStore {
     fn lookup<'a>(&'a self, page: PageKey<'a>) -> BoxFuture<'a, Result<Lookup, Error>> {
-        Box::pin(async move {
+        timed(self.command_timeout, async move {
             let mut link = self.link();
             if let Some(tracked) = &link {
                 match self.tracked_lookup(tracked, page).await {
@@ -901,7 +905,7 @@ impl Store for RedisStore {
     }
 
     fn get<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<Arc<Entry>>, Error>> {
-        Box::pin(async move {
+        timed(self.command_timeout, async move {
             let raw: Option<Vec<u8>> = self.trip()?.get(self.page_key(hash)).await?;
             Ok(self.decoded.decode(hash, raw))
         })
@@ -913,7 +917,7 @@ impl Store for RedisStore {
         entry: Arc<Entry>,
         tags: &'a [String],
     ) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(async move {
+        timed(self.command_timeout, async move {
             let secs = entry.store_ttl().as_secs().max(1);
             let mut pipe = redis::pipe();
             pipe.cmd("SET")
@@ -948,14 +952,14 @@ impl Store for RedisStore {
     }
 
     fn remove<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
-        Box::pin(async move {
+        timed(self.command_timeout, async move {
             let n: u64 = self.trip()?.del(self.page_key(hash)).await?;
             Ok(n > 0)
         })
     }
 
     fn bump<'a>(&'a self, version: Version<'a>) -> BoxFuture<'a, Result<u64, Error>> {
-        Box::pin(async move {
+        timed(self.command_timeout, async move {
             let v: u64 = self
                 .bump
                 .key(self.version_key(version))
@@ -971,7 +975,7 @@ impl Store for RedisStore {
     }
 
     fn bump_soft<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
-        Box::pin(async move {
+        timed(self.command_timeout, async move {
             let v: u64 = self
                 .bump_soft
                 .key(self.version_key(Version::Group(group)))
@@ -990,7 +994,7 @@ impl Store for RedisStore {
         &'a self,
         page: PageKey<'a>,
     ) -> BoxFuture<'a, Result<Option<Superseded>, Error>> {
-        Box::pin(async move {
+        timed(self.command_timeout, async move {
             if page.groups.is_empty() {
                 return Ok(None);
             }
@@ -1016,7 +1020,7 @@ impl Store for RedisStore {
     }
 
     fn version<'a>(&'a self, version: Version<'a>) -> BoxFuture<'a, Result<u64, Error>> {
-        Box::pin(async move {
+        timed(self.command_timeout, async move {
             let (groups, scopes) = match version {
                 Version::Group(g) => (vec![g.to_owned()], Vec::new()),
                 other => (Vec::new(), vec![other]),
@@ -1033,7 +1037,7 @@ impl Store for RedisStore {
     }
 
     fn lock<'a>(&'a self, hash: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool, Error>> {
-        Box::pin(async move {
+        timed(self.command_timeout, async move {
             let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
             let set: Option<String> = redis::cmd("SET")
                 .arg(self.lock_key(hash))
@@ -1048,14 +1052,14 @@ impl Store for RedisStore {
     }
 
     fn unlock<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(async move {
+        timed(self.command_timeout, async move {
             let _: u64 = self.trip()?.del(self.lock_key(hash)).await?;
             Ok(())
         })
     }
 
     fn delete_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
-        Box::pin(async move {
+        timed(self.command_timeout, async move {
             let key = self.tag_key(tag);
             let hashes: Vec<String> = self.trip()?.smembers(&key).await?;
             if hashes.is_empty() {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use axum::{Extension, Router, extract::State, routing::get};
-use cache_page_runtime::{Cache, RedisStore, cache_page};
+use cache_page_runtime::{Cache, Error, RedisStore, cache_page};
 use cache_page_tests::{
     Hits, RedisServer, eventually, fetch, free_port, unique_namespace, until_a_hit_is_one,
 };
@@ -116,10 +116,10 @@ async fn requests_are_answered_while_redis_is_frozen() {
     // SIGSTOP: the connection stays open and no command is answered.
     server.freeze();
     assert_served_uncached(&app, &hits, 2).await;
-    assert!(
-        cache.invalidate_group("g").await.is_err(),
-        "an invalidation that did not happen said Ok"
-    );
+    match cache.invalidate_group("g").await {
+        Err(Error::Timeout(_)) => {}
+        other => panic!("an invalidation Redis did not answer gave {other:?}"),
+    }
 
     server.resume();
     assert_caching_resumes(&app).await;
@@ -156,4 +156,58 @@ async fn a_frozen_redis_holds_a_hit_no_longer_than_the_cache_timeout() {
     .await
     .expect("a hit waited for the store's command timeout, not the cache's");
     server.resume();
+}
+
+/// An invalidation Redis does not answer is an `Error::Timeout`, whichever timeout
+/// runs out first: the store's command timeout (redis-rs gives up on the command)
+/// or the cache's own (its timer fires). Its outcome is unknown; calling it again
+/// once Redis answers is safe.
+#[tokio::test]
+async fn an_unanswered_invalidation_is_a_timeout() {
+    let Some(server) = RedisServer::start_private("an_unanswered_invalidation_is_a_timeout") else {
+        return;
+    };
+    let cache_with = |command: Duration, cache: Duration| {
+        let store = RedisStore::builder(server.url())
+            .namespace(unique_namespace("unanswered_invalidation"))
+            .command_timeout(command)
+            .build()
+            .expect("a valid URL");
+        Cache::builder(store).timeout(cache).build()
+    };
+    // The store's command timeout first (the cache's is far longer), then the cache's.
+    let store_first = cache_with(Duration::from_millis(200), Duration::from_secs(30));
+    let cache_first = cache_with(Duration::from_secs(60), Duration::from_millis(200));
+    for cache in [&store_first, &cache_first] {
+        // Connected before the freeze, so the command itself goes unanswered.
+        cache.invalidate_group("g").await.expect("Redis is up");
+    }
+
+    server.freeze();
+    for (cache, what) in [(&store_first, "store"), (&cache_first, "cache")] {
+        let outcome = tokio::time::timeout(Duration::from_secs(30), cache.invalidate_group("g"))
+            .await
+            .unwrap_or_else(|_| panic!("no timeout ran out ({what}'s first)"));
+        match outcome {
+            Err(err @ Error::Timeout(after)) => {
+                assert_eq!(after, Duration::from_millis(200), "{what}'s first");
+                assert!(err.is_timeout());
+                assert_eq!(err.to_string(), "cache store did not answer within 200ms");
+            }
+            other => panic!("{what}'s timeout first: {other:?}"),
+        }
+    }
+    let tag = tokio::time::timeout(Duration::from_secs(30), store_first.invalidate_tag("t"))
+        .await
+        .expect("the store's command timeout ran out");
+    assert!(matches!(tag, Err(Error::Timeout(_))), "{tag:?}");
+    server.resume();
+
+    // Once Redis answers again, calling it again is safe.
+    eventually(
+        Duration::from_secs(10),
+        "invalidations work again",
+        async || store_first.invalidate_group("g").await.is_ok(),
+    )
+    .await;
 }
