@@ -45,7 +45,15 @@ pub(crate) struct Args {
     /// `tag = ...`, in the order written; may repeat.
     pub(crate) tags: Vec<Part>,
     /// `grace = <seconds>`: how long a stale page may still be served.
-    pub(crate) grace: Option<LitInt>,
+    pub(crate) grace: Option<Grace>,
+}
+
+/// `grace = ...`.
+pub(crate) enum Grace {
+    /// A literal number of seconds (0 allowed), with a `u64` suffix.
+    Secs(LitInt),
+    /// Any other expression of type `u64`: a constant, `60 * 5`.
+    Expr(Expr),
 }
 
 /// `timeout = ...`.
@@ -141,18 +149,7 @@ const ARGS: &[(&str, bool, Store)] = &[
         Ok(())
     }),
     ("grace", false, |args, value| {
-        match literal(&value) {
-            Some((Lit::Int(int), false)) => {
-                let secs: u64 = int.base10_parse()?;
-                args.grace = Some(LitInt::new(&format!("{secs}u64"), int.span()));
-            }
-            _ => {
-                return Err(syn::Error::new(
-                    value.span(),
-                    "`grace` takes a number of seconds, e.g. `grace = 30`",
-                ));
-            }
-        }
+        args.grace = Some(grace(value)?);
         Ok(())
     }),
 ];
@@ -257,6 +254,30 @@ fn timeout(value: Expr) -> syn::Result<Timeout> {
             format!(
                 "`timeout` takes a number of seconds or a function of the response, not {}",
                 describe(lit)
+            ),
+        )),
+    }
+}
+
+/// `grace`: a literal number of seconds (0 or more), or any non-literal expression (a
+/// constant, `60 * 5`), which the compiler checks is a `u64`.
+fn grace(value: Expr) -> syn::Result<Grace> {
+    match literal(&value) {
+        None => Ok(Grace::Expr(value)),
+        Some((Lit::Int(int), false)) => {
+            let secs: u64 = int.base10_parse()?;
+            Ok(Grace::Secs(LitInt::new(&format!("{secs}u64"), int.span())))
+        }
+        Some((lit, negative)) => Err(syn::Error::new(
+            value.span(),
+            format!(
+                "`grace` takes a number of seconds or a `u64` constant, e.g. `grace = 30`, \
+                 not {}",
+                if negative {
+                    "a negative number"
+                } else {
+                    describe(lit)
+                }
             ),
         )),
     }
@@ -482,6 +503,30 @@ mod tests {
         assert!(matches!(&args.timeout, Some(Timeout::Secs(s)) if s.to_string() == "30u32"));
         let args = parse(quote!(timeout = by_status));
         assert!(matches!(&args.timeout, Some(Timeout::Expr(e)) if text(e) == "by_status"));
+    }
+
+    #[test]
+    fn grace_forms() {
+        let args = parse(quote!(timeout = 60, grace = 30));
+        assert!(matches!(&args.grace, Some(Grace::Secs(s)) if s.to_string() == "30u64"));
+        let args = parse(quote!(timeout = 60, grace = 0));
+        assert!(matches!(&args.grace, Some(Grace::Secs(s)) if s.to_string() == "0u64"));
+        let args = parse(quote!(timeout = 60, grace = GRACE));
+        assert!(matches!(&args.grace, Some(Grace::Expr(e)) if text(e) == "GRACE"));
+        let args = parse(quote!(timeout = 60, grace = 60 * 5));
+        assert!(matches!(&args.grace, Some(Grace::Expr(e)) if text(e) == "60 * 5"));
+        assert_eq!(
+            errors(quote!(timeout = 60, grace = -5)),
+            [
+                "`grace` takes a number of seconds or a `u64` constant, e.g. `grace = 30`, not a negative number"
+            ]
+        );
+        assert_eq!(
+            errors(quote!(timeout = 60, grace = 1.5)),
+            [
+                "`grace` takes a number of seconds or a `u64` constant, e.g. `grace = 30`, not a float literal"
+            ]
+        );
     }
 
     #[test]

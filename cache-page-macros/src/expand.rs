@@ -10,7 +10,7 @@ use syn::{
     spanned::Spanned as _, visit_mut::VisitMut,
 };
 
-use crate::args::{self, Args, Part, Timeout};
+use crate::args::{self, Args, Grace, Part, Timeout};
 
 /// Expands `#[cache_page(args)] item`. On error, the errors and the original item.
 pub(crate) fn cache_page(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -207,8 +207,10 @@ fn config(args: &Args, private: &TokenStream) -> TokenStream {
             Part::Computed(expr) => quote_spanned!(expr.span()=> .tag_fn(#expr)),
         });
     }
-    if let Some(grace) = &args.grace {
-        config.extend(quote_spanned!(grace.span()=> .grace(#grace)));
+    match &args.grace {
+        Some(Grace::Secs(secs)) => config.extend(quote_spanned!(secs.span()=> .grace(#secs))),
+        Some(Grace::Expr(expr)) => config.extend(quote_spanned!(expr.span()=> .grace(#expr))),
+        None => {}
     }
     config
 }

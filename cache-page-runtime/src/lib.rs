@@ -246,7 +246,7 @@ pub mod keys {
 ///
 /// | argument  | value | |
 /// |-----------|-------|---|
-/// | `timeout` | seconds, or a function of the response's parts returning seconds | required |
+/// | `timeout` | seconds (a number, or a constant or expression), or a function of the response's parts returning seconds | required |
 /// | `key`     | a key function, `Fn(&Parts) -> String` | default [`keys::default_key`] |
 /// | `group`   | `"name"`, or a function of the request's parts; may repeat | none |
 /// | `prefix`  | `"text"`, or a function of the request's parts | `""` |
@@ -255,7 +255,7 @@ pub mod keys {
 /// | `only_if` | a function of the request's parts returning `bool`; `false` bypasses the cache | always |
 /// | `authorized` | `true`: cache requests with `Authorization`, one page per caller | `false`: they bypass |
 /// | `tag`     | `"name"`, or a function of the request's parts; may repeat ([`Cache::invalidate_tag`]) | none |
-/// | `grace`   | seconds a stale page is still served while one request refreshes it | `0` |
+/// | `grace`   | seconds (a number, or a `u64` constant or expression) a stale page is still served while one request refreshes it | `0` |
 /// | `crate`   | `"path"` to this crate if it was renamed | `::cache_page_runtime` |
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]

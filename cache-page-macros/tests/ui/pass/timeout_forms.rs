@@ -8,6 +8,7 @@ use axum::{
 use cache_page_runtime::cache_page;
 
 const HOUR: u64 = 3600;
+const GRACE: u64 = 30;
 
 fn by_status(res: &Parts) -> u64 {
     if res.status == StatusCode::NOT_FOUND {
@@ -32,6 +33,17 @@ async fn constant() -> &'static str {
     "constant"
 }
 
+// `grace` takes a constant too, or any expression of type `u64`.
+#[cache_page(timeout = HOUR, grace = GRACE)]
+async fn constant_grace() -> &'static str {
+    "constant grace"
+}
+
+#[cache_page(timeout = HOUR, grace = 60 * 5)]
+async fn product_grace() -> &'static str {
+    "product grace"
+}
+
 #[cache_page(timeout = 30u32)]
 async fn suffixed() -> &'static str {
     "suffixed"
@@ -42,5 +54,7 @@ fn main() {
         .route("/f", get(function))
         .route("/p", get(product))
         .route("/c", get(constant))
-        .route("/s", get(suffixed));
+        .route("/s", get(suffixed))
+        .route("/cg", get(constant_grace))
+        .route("/pg", get(product_grace));
 }
