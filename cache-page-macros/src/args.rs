@@ -506,6 +506,30 @@ mod tests {
     }
 
     #[test]
+    fn the_crate_docs_name_every_argument() {
+        let docs = include_str!("lib.rs");
+        let list = docs
+            .split("# Arguments")
+            .nth(1)
+            .expect("an Arguments section")
+            .split("defaults are in the table")
+            .next()
+            .unwrap();
+        for (name, ..) in ARGS {
+            assert!(
+                list.contains(&format!("`{name}`")),
+                "`{name}` is not listed"
+            );
+        }
+        let listed = list.matches('`').count() / 2;
+        assert_eq!(
+            listed,
+            ARGS.len(),
+            "the list names arguments that do not exist"
+        );
+    }
+
+    #[test]
     fn grace_forms() {
         let args = parse(quote!(timeout = 60, grace = 30));
         assert!(matches!(&args.grace, Some(Grace::Secs(s)) if s.to_string() == "30u64"));
