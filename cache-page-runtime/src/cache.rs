@@ -315,7 +315,12 @@ impl Cache {
             caller: None,
             scopes: &[],
         };
-        let lookup = self.with_timeout(self.store().lookup(page)).await?;
+        // A store's lookup reports its own timeouts as they come (it is the hit path's
+        // future, kept lean): here they are timeouts like any other.
+        let lookup = self
+            .with_timeout(self.store().lookup(page))
+            .await
+            .map_err(|e| e.timed_out_after(self.inner.settings.timeout))?;
         self.with_timeout(self.store().remove(&lookup.hash)).await
     }
 

@@ -141,9 +141,11 @@ impl Error {
 
     /// `self`, or [`Error::Timeout`] after `after` if it is a Redis command that
     /// redis-rs gave up on after its response timeout (`after`).
-    #[cfg(feature = "redis")]
     pub(crate) fn timed_out_after(self, after: Duration) -> Error {
+        #[cfg(not(feature = "redis"))]
+        let _ = after;
         match self {
+            #[cfg(feature = "redis")]
             Error::Redis(e) if e.is_timeout() => Error::Timeout(after),
             other => other,
         }

@@ -613,7 +613,8 @@ impl RedisClusterStoreBuilder {
 
 impl Store for RedisClusterStore {
     fn lookup<'a>(&'a self, page: PageKey<'a>) -> BoxFuture<'a, Result<Lookup, Error>> {
-        timed(self.command_timeout, async move {
+        // Not `timed`, as `RedisStore::lookup`: the hit path's future.
+        Box::pin(async move {
             let n = page.groups.len();
             if let Some(guess) = self.guess(page.groups) {
                 // One round trip: every version and the entry at the guessed ones, each
