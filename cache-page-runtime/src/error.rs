@@ -169,14 +169,10 @@ mod tests {
 
     /// The error and its sources, `a: b: c`, as a reporter prints them.
     fn chain(err: &dyn std::error::Error) -> String {
-        let mut out = err.to_string();
-        let mut source = err.source();
-        while let Some(err) = source {
-            out.push_str(": ");
-            out.push_str(&err.to_string());
-            source = err.source();
-        }
-        out
+        std::iter::successors(Some(err), |err| err.source())
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(": ")
     }
 
     #[cfg(feature = "redis")]
