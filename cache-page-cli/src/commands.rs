@@ -136,7 +136,7 @@ async fn invalidate(ctx: &Ctx, what: Invalidate, out: &mut Out) -> Result<(), Cl
                 let v = ctx.runtime(ctx.cache.invalidate_path(&path)).await?;
                 out.item(
                     v.to_string(),
-                    json!({"kind": "path", "name": keys::canonical_path(&path), "version": v}),
+                    json!({"kind": "path", "name": path, "version": v}),
                 )?;
             }
         }

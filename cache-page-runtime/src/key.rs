@@ -91,7 +91,7 @@ pub fn canonical_path(path: &str) -> std::borrow::Cow<'_, str> {
         return std::borrow::Cow::Borrowed(path);
     }
     let mut out = String::with_capacity(path.len() + 8);
-    push_path(&mut out, path);
+    push_encoded_path(&mut out, path);
     std::borrow::Cow::Owned(out)
 }
 
@@ -118,11 +118,16 @@ fn kept_in_path(b: u8) -> bool {
 
 /// Writes [`canonical_path`] of `path` to `out`.
 fn push_path(out: &mut String, path: &str) {
-    let bytes = path.as_bytes();
-    if bytes.iter().all(|&b| kept_in_path(b)) {
+    if path.bytes().all(kept_in_path) {
         out.push_str(path);
-        return;
+    } else {
+        push_encoded_path(out, path);
     }
+}
+
+/// Writes [`canonical_path`] of a `path` that holds a byte it does not keep as it is.
+fn push_encoded_path(out: &mut String, path: &str) {
+    let bytes = path.as_bytes();
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut encoded = Vec::with_capacity(bytes.len() + 8);

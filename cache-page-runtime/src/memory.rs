@@ -545,8 +545,8 @@ impl Store for MemoryStore {
         }
         if !evicted.is_empty() {
             // A replaced entry keeps its hash, whose tags were just recorded; one refused
-            // (larger than its shard) is not held.
-            let replaced = |h: &String| h == hash && self.entries.contains_key(hash);
+            // (larger than its shard) is not held, nor the one it took out.
+            let replaced = |h: &String| h == hash && !refused;
             let mut index = lock(&self.tags);
             for gone in evicted.iter().filter(|h| !replaced(h)) {
                 index.forget(gone);

@@ -293,7 +293,10 @@ impl Miss {
         let stored = self.insert(target, entry.clone(), &tags).await;
         match &stored {
             Ok(()) => telemetry::stored(),
-            Err(Error::TooLarge) => telemetry::not_stored(Uncacheable::TooLarge.as_str()),
+            // As a body over `max_body_bytes` is: served whole, said too large.
+            Err(Error::TooLarge) => {
+                return self.refuse(head, Body::from(bytes), Uncacheable::TooLarge);
+            }
             Err(err) => telemetry::error("store", err),
         }
         if let Some(name) = self.cache.cache_status() {
@@ -302,13 +305,6 @@ impl Miss {
                 Ok(()) => set_status(
                     &mut head.headers,
                     format_args!("{name}; fwd={why}; stored; ttl={timeout}"),
-                ),
-                Err(Error::TooLarge) => set_status(
-                    &mut head.headers,
-                    format_args!(
-                        "{name}; fwd={why}; detail={}",
-                        Uncacheable::TooLarge.as_str()
-                    ),
                 ),
                 Err(_) => set_status(&mut head.headers, format_args!("{name}; fwd={why}")),
             }
