@@ -1,7 +1,10 @@
 //! Responses built by the cache: hits, `304 Not Modified`, and `Cache-Status` on
 //! responses that went around it.
 
-use std::{cell::RefCell, sync::LazyLock};
+use std::{
+    cell::RefCell,
+    sync::{Arc, LazyLock},
+};
 
 use axum::{body::Body, response::Response};
 use bytes::Bytes;
@@ -71,7 +74,7 @@ pub(crate) enum Served {
 /// `now` is the request's clock reading, taken once for the lookup and the response.
 pub(crate) fn hit(
     cache: &Cache,
-    entry: &Entry,
+    entry: &Arc<Entry>,
     parts: &Parts,
     served: Served,
     now: Now,
@@ -84,51 +87,118 @@ pub(crate) fn hit(
         Served::Collapsed => Outcome::Collapsed,
     });
     let age = age.as_secs();
+    let status_name = cache.cache_status();
     // Preconditions apply only to what would be a 2xx (RFC 9110 §13.2.1).
     let not_modified = entry.status.is_success()
         && is_not_modified(&parts.headers, || entry.headers.iter().map(|(n, v)| (n, v)));
-    let head = parts.method == Method::HEAD;
     let mut response = if not_modified {
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::NOT_MODIFIED;
+        let headers = response.headers_mut();
+        headers.reserve(entry.headers.len() + 2);
+        for (name, value) in &entry.headers {
+            if policy::kept_in_304(name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
         response
     } else {
-        let mut response = Response::new(if head {
+        let body = if parts.method == Method::HEAD {
             Body::empty()
         } else {
             Body::from(entry.body.clone())
-        });
+        };
+        let mut response = Response::new(body);
         *response.status_mut() = entry.status;
+        *response.headers_mut() = head(entry, status_name.is_some());
         response
     };
     let headers = response.headers_mut();
-    headers.reserve(entry.headers.len() + 3);
-    for (name, value) in &entry.headers {
-        if !not_modified || policy::kept_in_304(name) {
-            headers.append(name.clone(), value.clone());
-        }
-    }
+    // Over the head's placeholder, if it has one.
     headers.insert(header::AGE, small_number(age));
-    if !not_modified {
-        // The body's length, as axum's router would add it, but from the table: a HEAD
-        // needs it (its body is empty), and on a GET it spares the router's look-up,
-        // formatting and allocation.
-        headers.insert(
-            header::CONTENT_LENGTH,
-            small_number(entry.body.len() as u64),
-        );
-    }
-    if let Some(name) = cache.cache_status() {
+    if let Some(name) = status_name {
         // Negative once stale (RFC 9211 §2.4); a superseded page is stale already.
         let ttl = match served {
             Served::Superseded => 0,
             _ => entry.ttl.as_secs() as i64 - age as i64,
         };
-        if let Some(value) = status_value(name, served, ttl) {
-            headers.insert(CACHE_STATUS, value);
+        match status_value(name, served, ttl) {
+            Some(value) => {
+                headers.insert(CACHE_STATUS, value);
+            }
+            None => {
+                headers.remove(CACHE_STATUS);
+            }
         }
     }
     response
+}
+
+/// Entries whose head each thread keeps, and the largest body of such an entry: the
+/// entries a thread keeps alive this way hold at most 128 KiB of bodies.
+const HEADS: usize = 8;
+const _: () = assert!(HEADS.is_power_of_two());
+const HEAD_MAX_BODY: usize = 16 * 1024;
+
+/// A head [`head`] keeps: its entry, whether it has a `Cache-Status`, the headers.
+type KeptHead = (Arc<Entry>, bool, HeaderMap);
+
+thread_local! {
+    static KEPT: RefCell<[Option<KeptHead>; HEADS]> =
+        RefCell::new(std::array::from_fn(|_| None));
+}
+
+/// Where a thread keeps the head of `entry`: a Fibonacci hash of its address.
+fn head_slot(entry: &Arc<Entry>) -> usize {
+    let spread = (Arc::as_ptr(entry) as usize as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (spread >> (64 - HEADS.trailing_zeros())) as usize
+}
+
+/// The headers of a hit (not a `304`) on `entry`: its own, its `Content-Length`, and
+/// placeholders for the `Age` (and, with `status`, the `Cache-Status`) that each hit
+/// writes over.
+///
+/// Every hit on a page sends the same headers but those two, so each thread keeps the
+/// head it built for each of a few entries that a store keeps (an entry some other
+/// `Arc` holds): a hit on one of them clones a ready map, two allocations and a copy,
+/// instead of hashing and inserting every header into a new one. A kept head holds its
+/// entry, so the entry's address cannot be taken by another while the head is kept.
+fn head(entry: &Arc<Entry>, status: bool) -> HeaderMap {
+    let slot = head_slot(entry);
+    let kept = KEPT
+        .try_with(|kept| {
+            let kept = kept.try_borrow().ok()?;
+            kept[slot]
+                .as_ref()
+                .filter(|(e, s, _)| Arc::ptr_eq(e, entry) && *s == status)
+                .map(|(.., headers)| headers.clone())
+        })
+        .ok()
+        .flatten();
+    if let Some(headers) = kept {
+        return headers;
+    }
+    let mut headers = HeaderMap::with_capacity(entry.headers.len() + 3);
+    for (name, value) in &entry.headers {
+        headers.append(name.clone(), value.clone());
+    }
+    headers.insert(
+        header::CONTENT_LENGTH,
+        small_number(entry.body.len() as u64),
+    );
+    headers.insert(header::AGE, HeaderValue::from_static("0"));
+    if status {
+        headers.insert(CACHE_STATUS, HeaderValue::from_static("0"));
+    }
+    // An entry decoded for this request alone is not seen again.
+    if Arc::strong_count(entry) > 1 && entry.body.len() <= HEAD_MAX_BODY {
+        let _ = KEPT.try_with(|kept| {
+            if let Ok(mut kept) = kept.try_borrow_mut() {
+                kept[slot] = Some((Arc::clone(entry), status, headers.clone()));
+            }
+        });
+    }
+    headers
 }
 
 /// The `Cache-Status` value of a hit: the cache's name, how the entry was served, and
@@ -279,6 +349,99 @@ mod tests {
         let first = status_value("cache-page", Served::Hit, 42).unwrap();
         let again = status_value("cache-page", Served::Hit, 42).unwrap();
         assert_eq!(first.as_bytes().as_ptr(), again.as_bytes().as_ptr());
+    }
+
+    fn entry(headers: &[(&'static str, &'static str)]) -> Entry {
+        Entry {
+            status: StatusCode::OK,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (HeaderName::from_static(n), HeaderValue::from_static(v)))
+                .collect(),
+            body: Bytes::from_static(b"<p>page</p>"),
+            created_ms: crate::entry::unix_ms(std::time::SystemTime::now()) - 5_000,
+            ttl: std::time::Duration::from_secs(60),
+            grace: std::time::Duration::ZERO,
+            origin: "/".into(),
+            scopes: vec![],
+            vary: None,
+        }
+    }
+
+    fn is_kept(entry: &Arc<Entry>) -> bool {
+        KEPT.with_borrow(|kept| {
+            kept[head_slot(entry)]
+                .as_ref()
+                .is_some_and(|(e, ..)| Arc::ptr_eq(e, entry))
+        })
+    }
+
+    /// Every header of a hit as `name: value` lines, by name, the values of a name in
+    /// their order.
+    fn lines(response: &Response) -> Vec<String> {
+        let mut lines: Vec<(&str, String)> = response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str(), format!("{n}: {}", v.to_str().unwrap())))
+            .collect();
+        lines.sort_by_key(|(name, _)| *name);
+        lines.into_iter().map(|(_, line)| line).collect()
+    }
+
+    #[tokio::test]
+    async fn a_kept_head_is_the_built_one_with_this_hits_age_and_status() {
+        let named = Cache::builder(crate::MemoryStore::new())
+            .cache_status(Some("edge"))
+            .build();
+        let unnamed = Cache::builder(crate::MemoryStore::new())
+            .cache_status(None)
+            .build();
+        let stored = Arc::new(entry(&[
+            ("content-type", "text/html"),
+            ("link", "</a.css>; rel=preload"),
+            ("link", "</b.js>; rel=preload"),
+            // A handler's own, which the cache's replace.
+            ("age", "99"),
+            ("cache-status", "origin; hit"),
+        ]));
+        let found = Arc::clone(&stored);
+        let (get, _) = http::Request::get("/").body(()).unwrap().into_parts();
+        let (head_request, _) = http::Request::head("/").body(()).unwrap().into_parts();
+        let now = Now::read();
+        let expected = |status: Option<&str>| {
+            let mut lines = vec!["age: 5".to_owned()];
+            lines.extend(status.map(|s| format!("cache-status: {s}")));
+            lines.extend([
+                "content-length: 11".to_owned(),
+                "content-type: text/html".to_owned(),
+                "link: </a.css>; rel=preload".to_owned(),
+                "link: </b.js>; rel=preload".to_owned(),
+            ]);
+            lines
+        };
+        // Built, then kept; the other cache's head (without the status) replaces it,
+        // and so on: each hit has its own cache's headers, never the other's.
+        for round in 0..3 {
+            for (cache, status) in [
+                (&named, Some("edge; hit; ttl=55")),
+                // Without a name of its own, the cache leaves the handler's.
+                (&unnamed, Some("origin; hit")),
+            ] {
+                let response = hit(cache, &found, &get, Served::Hit, now);
+                assert_eq!(lines(&response), expected(status), "round {round}");
+                assert!(is_kept(&found), "round {round}");
+                let again = hit(cache, &found, &head_request, Served::Hit, now);
+                assert_eq!(lines(&again), expected(status), "HEAD, round {round}");
+                let body = axum::body::to_bytes(response.into_body(), usize::MAX);
+                assert_eq!(&body.await.unwrap()[..], b"<p>page</p>");
+            }
+        }
+        // An entry no one else holds (decoded for one request) is not kept.
+        let alone = Arc::new(entry(&[("content-type", "text/plain")]));
+        let response = hit(&unnamed, &alone, &get, Served::Hit, now);
+        assert_eq!(response.headers()["content-type"], "text/plain");
+        assert!(!is_kept(&alone));
+        drop(stored);
     }
 
     #[test]
