@@ -87,7 +87,12 @@ impl Barrier {
     pub(crate) async fn pass(&self) -> Result<(), Error> {
         // A `PING` numbered past the last one begun is begun after this load.
         let needed = self.sent.load(Ordering::SeqCst) + 1;
-        if self.wanted.fetch_max(needed, Ordering::SeqCst) < needed {
+        // Read first: under load the hit before has nearly always asked for this PING
+        // already, and a read leaves the line in both cores' caches where `fetch_max`
+        // would take it from the other core on every hit.
+        if self.wanted.load(Ordering::SeqCst) < needed
+            && self.wanted.fetch_max(needed, Ordering::SeqCst) < needed
+        {
             self.work.notify_one();
         }
         loop {
