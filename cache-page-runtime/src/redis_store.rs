@@ -31,8 +31,9 @@ use redis::{
 
 use crate::{
     Entry, Error,
-    entry::unix_ms,
+    entry::{Now, unix_ms},
     error::timed,
+    replica,
     store::{
         BoxFuture, Lookup, PageKey, SOFT_WINDOW, SoftRecord, Store, Superseded, Version,
         version_seed,
@@ -298,6 +299,22 @@ impl RedisStore {
         link: &Link,
         page: PageKey<'_>,
     ) -> Result<Option<Lookup>, Error> {
+        // A page kept on this connection that this thread has a copy of, made at the
+        // epoch now: served as a kept page is, once the barrier is passed and if the
+        // epoch did not move meanwhile, but with nothing looked up or hashed.
+        let now = link.keeps_pages().then(Now::read);
+        if let Some(now) = now {
+            let at = link.epoch();
+            if let Some(copy) = replica::copy_at(link.number(), at, &page, now) {
+                if let Err(err) = link.pass().await {
+                    link.close();
+                    return Err(err);
+                }
+                if link.still_at(at) {
+                    return Ok(Some(copy));
+                }
+            }
+        }
         let Some((mut versions, epoch)) = link.versions(page) else {
             return Ok(None);
         };
@@ -327,11 +344,21 @@ impl RedisStore {
         // What is left once the group versions are gone are the scopes' (no second
         // vector on the hit path).
         versions.drain(..n);
-        Ok(Some(Lookup {
+        let lookup = Lookup {
             entry,
             hash,
             scopes: versions,
-        }))
+        };
+        // Copied by the thread the second time it finds the page with nothing changed,
+        // as a copy of a `MemoryStore`'s page is; only while the epoch the versions were
+        // read at stands, so that a copy is never made of what was found before a move.
+        if let Some(now) = now
+            && lookup.entry.is_some()
+            && link.still_at(epoch)
+        {
+            replica::offer_at(link.number(), epoch, &page, &lookup, now);
+        }
+        Ok(Some(lookup))
     }
 
     /// The entry at `hash`, read on the tracking connection: one `GET`, which Redis

@@ -1,4 +1,5 @@
-//! Each thread's own copies of the pages it serves most from a `MemoryStore`.
+//! Each thread's own copies of the pages it serves most from a `MemoryStore`, or from
+//! the pages a `RedisStore` keeps in process.
 //!
 //! Two cores serving one page from the store share its `Arc<Entry>`, the `Bytes` of its
 //! body and headers, a shard's lock and the version maps' locks: every hit writes
@@ -8,12 +9,17 @@
 //! remembers the hash and the versions it was found at, so a hit on it neither reads
 //! the versions nor hashes the key.
 //!
-//! A copy stands while its store's [`Generation`] is the one it was made at. The store
-//! moves the generation after every change that could make a copy wrong (a version
-//! bumped, an entry removed or replaced), so a lookup that starts after an
-//! invalidation returned reads the store again. An entry evicted for room does not move
-//! it: the copy is still that page at those versions. A copy is served only while
+//! A `MemoryStore`'s copy stands while its store's [`Generation`] is the one it was
+//! made at. The store moves the generation after every change that could make a copy
+//! wrong (a version bumped, an entry removed or replaced), so a lookup that starts
+//! after an invalidation returned reads the store again. An entry evicted for room does
+//! not move it: the copy is still that page at those versions. A copy is served only while
 //! fresh; a stale one sends the lookup to the store, where a refreshed entry may be.
+//!
+//! A `RedisStore`'s copies are numbered by its tracking connection, and stand while
+//! that connection's epoch, which every invalidation message moves, is the one they
+//! were made at; a hit on one still waits for the connection's barrier, and checks
+//! the epoch again after it (see `RedisStore::tracked_lookup`).
 //!
 //! A page is copied the second time a thread finds it in the store with nothing
 //! changed in between, so pages asked for once are not copied, and only if it weighs
@@ -52,17 +58,23 @@ pub(crate) const BUDGET: usize = 1024 * 1024;
 #[derive(Debug)]
 #[repr(align(128))]
 pub(crate) struct Generation {
-    /// Which store: never reused, so that a store made where a dropped one was cannot
-    /// take the dropped one's copies for its own.
+    /// Which store (see [`store_number`]).
     store: u64,
     value: AtomicU64,
 }
 
+/// A number for a store (or a store's connection) whose pages threads copy: never
+/// reused, so that a store made where a dropped one was cannot take the dropped one's
+/// copies for its own.
+pub(crate) fn store_number() -> u64 {
+    static STORES: AtomicU64 = AtomicU64::new(0);
+    STORES.fetch_add(1, Ordering::Relaxed)
+}
+
 impl Generation {
     pub(crate) fn new() -> Self {
-        static STORES: AtomicU64 = AtomicU64::new(0);
         Generation {
-            store: STORES.fetch_add(1, Ordering::Relaxed),
+            store: store_number(),
             value: AtomicU64::new(0),
         }
     }
@@ -98,7 +110,7 @@ struct Slot {
 
 impl Slot {
     fn new(
-        generation: &Generation,
+        store: u64,
         at: u64,
         page: &PageKey<'_>,
         lookup: &Lookup,
@@ -106,7 +118,7 @@ impl Slot {
         weight: usize,
     ) -> Self {
         Slot {
-            store: generation.store,
+            store,
             generation: at,
             prefix: page.prefix.to_owned(),
             groups: page.groups.to_vec(),
@@ -204,26 +216,34 @@ pub(crate) fn lookup(
     // Read before the store: a change made after this is seen as a move.
     let at = generation.read();
     let place = Place::of(page);
-    if let Some(copy) = find(generation, at, page, place, now) {
+    if let Some(copy) = find(generation.store, at, page, place, now) {
         return copy;
     }
     let lookup = read();
-    offer(generation, at, page, place, &lookup, now);
+    offer(generation.store, at, page, place, &lookup, now);
     lookup
+}
+
+/// This thread's copy of `page` in the store numbered `store` (see [`store_number`]),
+/// as a lookup, if it has one made at `at` that is fresh at `now`: for a store that
+/// keeps its own generation, and checks it again after waiting (the `RedisStore`,
+/// whose tracking connection moves its epoch with every invalidation).
+pub(crate) fn copy_at(store: u64, at: u64, page: &PageKey<'_>, now: Now) -> Option<Lookup> {
+    find(store, at, page, Place::of(page), now)
+}
+
+/// Tells this thread's table what a lookup of `page` in the store numbered `store`
+/// found at generation `at`, read before anything the lookup found (see [`offer`]).
+pub(crate) fn offer_at(store: u64, at: u64, page: &PageKey<'_>, lookup: &Lookup, now: Now) {
+    offer(store, at, page, Place::of(page), lookup, now);
 }
 
 /// This thread's copy of `page`, as a lookup, if it has one made at generation `at`
 /// that is fresh at `now`.
-fn find(
-    generation: &Generation,
-    at: u64,
-    page: &PageKey<'_>,
-    place: Place,
-    now: Now,
-) -> Option<Lookup> {
+fn find(store: u64, at: u64, page: &PageKey<'_>, place: Place, now: Now) -> Option<Lookup> {
     with_table(|table| {
         let slot = table.slots[place.index].as_ref()?;
-        if !slot.is_for(generation.store, at, page) || slot.copy.is_stale(now) {
+        if !slot.is_for(store, at, page) || slot.copy.is_stale(now) {
             return None;
         }
         Some(Lookup {
@@ -237,21 +257,14 @@ fn find(
 /// Tells the thread's table what a lookup of `page` at generation `at` found in the
 /// store: the first sighting is remembered, the second makes a copy (or replaces a
 /// stale one), if the entry is fresh at `now` and light enough.
-fn offer(
-    generation: &Generation,
-    at: u64,
-    page: &PageKey<'_>,
-    place: Place,
-    lookup: &Lookup,
-    now: Now,
-) {
+fn offer(store: u64, at: u64, page: &PageKey<'_>, place: Place, lookup: &Lookup, now: Now) {
     let Some(entry) = &lookup.entry else { return };
     with_table(|table| {
         let index = place.index;
-        let sighting = (generation.store, at, place.print);
+        let sighting = (store, at, place.print);
         let copied = table.slots[index]
             .as_ref()
-            .is_some_and(|s| s.is_for(generation.store, at, page));
+            .is_some_and(|s| s.is_for(store, at, page));
         if !copied && table.sightings[index] != Some(sighting) {
             table.sightings[index] = Some(sighting);
             return None;
@@ -262,7 +275,7 @@ fn offer(
             return None;
         }
         let copy = Arc::new(copy_of(entry));
-        table.slots[index] = Some(Slot::new(generation, at, page, lookup, copy, weight));
+        table.slots[index] = Some(Slot::new(store, at, page, lookup, copy, weight));
         table.sightings[index] = None;
         table.weight = table.weight - held + weight;
         Some(())

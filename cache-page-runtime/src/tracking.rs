@@ -87,6 +87,9 @@ pub(crate) struct Link {
     conn: MultiplexedConnection,
     known: Arc<Known>,
     barrier: Arc<Barrier>,
+    /// The connection's number among the stores whose pages threads copy: a thread's
+    /// copy of a page kept on it stands while the epoch is the one it was made at.
+    number: u64,
 }
 
 /// Pages kept in process, by hash (at the versions of their groups).
@@ -364,6 +367,7 @@ impl Tracking {
             conn,
             known,
             barrier,
+            number: crate::replica::store_number(),
         }))
     }
 }
@@ -460,6 +464,23 @@ impl Link {
     pub(crate) fn versions(&self, page: PageKey<'_>) -> Option<(Vec<u64>, u64)> {
         let epoch = self.known.epoch.load(Ordering::SeqCst);
         Some((self.known.versions_of(page)?, epoch))
+    }
+
+    /// The connection's number, for the threads' copies of its pages.
+    pub(crate) fn number(&self) -> u64 {
+        self.number
+    }
+
+    /// The epoch now: read before a thread's copy of a page, and again after
+    /// [`pass`](Self::pass) with [`still_at`](Self::still_at).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.known.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Whether no invalidation reached this connection since `epoch` was read, and
+    /// the connection did not break: everything learnt at `epoch` still holds.
+    pub(crate) fn still_at(&self, epoch: u64) -> bool {
+        !self.known.closed.load(Ordering::SeqCst) && self.epoch() == epoch
     }
 
     /// Whether `versions` of `page`, known at `epoch`, are still its versions: no

@@ -70,6 +70,7 @@ async fn invalidation_reaches_a_tracked_hit(test: &str, invalidate: impl AsyncFn
         let command = hit_command(near);
         assert_eq!(fetch(&b, URI).await.text(), "run 1");
         assert_eq!(until_a_hit_is_one(&server, &b, URI, command).await, "run 1");
+        served_from_a_copy(&b, "run 1").await;
 
         let a = patient_cache(store(server.url(), &namespace));
         invalidate(&a).await;
@@ -81,6 +82,17 @@ async fn invalidation_reaches_a_tracked_hit(test: &str, invalidate: impl AsyncFn
         assert_eq!(after.text(), "run 2");
         // And the new page is a tracked hit again.
         assert_eq!(until_a_hit_is_one(&server, &b, URI, command).await, "run 2");
+    }
+}
+
+/// Hits `uri` three times, each a hit with `body`: a thread copies a page kept in
+/// process the second time it finds it with nothing changed, so the hits that follow
+/// are served from that copy, and an invalidation must reach it too.
+async fn served_from_a_copy(app: &Router, body: &str) {
+    for _ in 0..3 {
+        let hit = fetch(app, URI).await;
+        assert!(hit.is_hit());
+        assert_eq!(hit.text(), body);
     }
 }
 
@@ -102,6 +114,7 @@ async fn a_kept_page(test: &str) -> Option<(RedisServer, Router, Hits)> {
     );
     fetch(&b, URI).await;
     assert_eq!(until_a_hit_is_one(&server, &b, URI, "ping").await, "run 1");
+    served_from_a_copy(&b, "run 1").await;
     Some((server, b, hits))
 }
 
