@@ -23,6 +23,7 @@
 //! reading versions with the entry, and a new connection is made in the background.
 
 use std::{
+    cell::RefCell,
     collections::HashMap,
     sync::{
         Arc, Mutex, RwLock, Weak,
@@ -46,6 +47,20 @@ use crate::{
 /// Most versions kept per connection; past it they are all dropped and learnt again.
 pub(crate) const REMEMBERED_VERSIONS: usize = 200_000;
 
+/// Trackings whose link each thread remembers.
+const LINKS_KEPT: usize = 4;
+
+/// A link a thread remembers, and the number of its tracking.
+type LinkOf = (u64, Weak<Link>);
+
+thread_local! {
+    /// Each thread's link of a few trackings, by the tracking's number: a hit upgrades
+    /// it, where reading the tracking's lock would write the lock's word, which the
+    /// other cores' hits write too. Weak: a dropped store's connection is not held.
+    static LINKS: RefCell<[Option<LinkOf>; LINKS_KEPT]> =
+        RefCell::new(std::array::from_fn(|_| None));
+}
+
 /// How long after a failed connection attempt the next one may start.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -55,6 +70,8 @@ pub(crate) struct Tracking {
     timeouts: Timeouts,
     namespace: Arc<str>,
     link: RwLock<Option<Arc<Link>>>,
+    /// The tracking's number, by which each thread finds its link (see [`LINKS`]).
+    number: u64,
     attempt: Mutex<Attempt>,
     /// Set when the server refused tracking: no more attempts.
     refused: AtomicBool,
@@ -256,6 +273,7 @@ impl Tracking {
             timeouts,
             namespace,
             link: RwLock::new(None),
+            number: crate::replica::store_number(),
             attempt: Mutex::new(Attempt::default()),
             refused: AtomicBool::new(false),
             connections: AtomicU64::new(0),
@@ -278,9 +296,31 @@ impl Tracking {
     /// The live tracking connection, if there is one; otherwise starts making one in
     /// the background (at most one attempt at a time, one a second after failures).
     pub(crate) fn link(self: &Arc<Self>) -> Option<Arc<Link>> {
+        let slot = (self.number % LINKS_KEPT as u64) as usize;
+        let kept = LINKS
+            .try_with(|links| {
+                let links = links.try_borrow().ok()?;
+                match &links[slot] {
+                    Some((number, link)) if *number == self.number => link.upgrade(),
+                    _ => None,
+                }
+            })
+            .ok()
+            .flatten();
+        // A link is replaced only once it is closed: an open one is the current one.
+        if let Some(link) = kept
+            && !link.known.closed.load(Ordering::Acquire)
+        {
+            return Some(link);
+        }
         if let Some(link) = &*self.link.read().unwrap_or_else(|e| e.into_inner())
             && !link.known.closed.load(Ordering::Acquire)
         {
+            let _ = LINKS.try_with(|links| {
+                if let Ok(mut links) = links.try_borrow_mut() {
+                    links[slot] = Some((self.number, Arc::downgrade(link)));
+                }
+            });
             return Some(Arc::clone(link));
         }
         self.connect_in_background();

@@ -230,23 +230,45 @@ async fn news_read_while_a_hit_waits_for_its_pong_is_not_missed() {
     assert_eq!(hits.get(), 2);
 }
 
-/// The id of the one client of `server` with tracking on.
-async fn tracking_client(server: &RedisServer) -> String {
+/// The lines of `CLIENT LIST` of the clients of `server` with tracking on.
+async fn tracking_clients(server: &RedisServer) -> Vec<String> {
     let list: String = server.cmd(&["CLIENT", "LIST"]).await;
-    let tracking: Vec<&str> = list
-        .lines()
+    list.lines()
         .filter(|line| {
             line.split(' ')
                 .find_map(|f| f.strip_prefix("flags="))
                 .is_some_and(|flags| flags.contains('t'))
         })
-        .collect();
-    assert_eq!(tracking.len(), 1, "clients with tracking on: {list}");
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The id of the one client of `server` with tracking on.
+async fn tracking_client(server: &RedisServer) -> String {
+    let tracking = tracking_clients(server).await;
+    assert_eq!(tracking.len(), 1, "clients with tracking on: {tracking:?}");
     tracking[0]
         .split(' ')
         .find_map(|f| f.strip_prefix("id="))
         .expect("an id field")
         .to_owned()
+}
+
+/// Each thread remembers the tracking connection its hits went down, but not so that
+/// the connection outlives its store: once the store is dropped, it is closed.
+#[tokio::test]
+async fn a_dropped_store_closes_its_tracking_connection() {
+    let Some((server, b, _hits)) = a_kept_page("dropped_store").await else {
+        return;
+    };
+    assert_eq!(tracking_clients(&server).await.len(), 1);
+    drop(b);
+    eventually(
+        Duration::from_secs(10),
+        "the tracking connection closed",
+        async || tracking_clients(&server).await.is_empty(),
+    )
+    .await;
 }
 
 #[tokio::test]
