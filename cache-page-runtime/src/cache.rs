@@ -488,6 +488,8 @@ impl CacheBuilder {
     }
 
     /// The name in the `Cache-Status` header (RFC 9211), or `None` to send no header.
+    /// The cache's member goes after any the response already has (those of caches
+    /// nearer the origin), which are kept; with `None` they are left alone.
     pub fn cache_status(mut self, name: Option<&'static str>) -> Self {
         self.settings.cache_status = name;
         self

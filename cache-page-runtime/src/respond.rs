@@ -91,6 +91,9 @@ pub(crate) fn hit(
     // Preconditions apply only to what would be a 2xx (RFC 9110 §13.2.1).
     let not_modified = entry.status.is_success()
         && is_not_modified(&parts.headers, || entry.headers.iter().map(|(n, v)| (n, v)));
+    // Whether the page came with a `Cache-Status` of its own (from caches nearer the
+    // origin, which a handler that proxies may pass on).
+    let upstream;
     let mut response = if not_modified {
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::NOT_MODIFIED;
@@ -101,6 +104,7 @@ pub(crate) fn hit(
                 headers.append(name.clone(), value.clone());
             }
         }
+        upstream = status_name.is_some() && has_status(entry);
         response
     } else {
         let body = if parts.method == Method::HEAD {
@@ -110,7 +114,9 @@ pub(crate) fn hit(
         };
         let mut response = Response::new(body);
         *response.status_mut() = entry.status;
-        *response.headers_mut() = head(entry, status_name.is_some());
+        let headers;
+        (headers, upstream) = head(entry, status_name.is_some());
+        *response.headers_mut() = headers;
         response
     };
     let headers = response.headers_mut();
@@ -122,7 +128,19 @@ pub(crate) fn hit(
             Served::Superseded => 0,
             _ => entry.ttl.as_secs() as i64 - age as i64,
         };
-        match status_value(name, served, ttl) {
+        let value = status_value(name, served, ttl);
+        let value = match value {
+            Some(ours) if upstream => after_upstream(
+                entry
+                    .headers
+                    .iter()
+                    .filter(|(n, _)| *n == CACHE_STATUS)
+                    .map(|(_, v)| v),
+                ours.as_bytes(),
+            ),
+            value => value,
+        };
+        match value {
             Some(value) => {
                 headers.insert(CACHE_STATUS, value);
             }
@@ -140,8 +158,9 @@ const HEADS: usize = 8;
 const _: () = assert!(HEADS.is_power_of_two());
 const HEAD_MAX_BODY: usize = 16 * 1024;
 
-/// A head [`head`] keeps: its entry, whether it has a `Cache-Status`, the headers.
-type KeptHead = (Arc<Entry>, bool, HeaderMap);
+/// A head [`head`] keeps: its entry, whether it has a `Cache-Status`, the headers,
+/// and whether the entry has a `Cache-Status` of its own.
+type KeptHead = (Arc<Entry>, bool, HeaderMap, bool);
 
 thread_local! {
     static KEPT: RefCell<[Option<KeptHead>; HEADS]> =
@@ -156,28 +175,30 @@ fn head_slot(entry: &Arc<Entry>) -> usize {
 
 /// The headers of a hit (not a `304`) on `entry`: its own, its `Content-Length`, and
 /// placeholders for the `Age` (and, with `status`, the `Cache-Status`) that each hit
-/// writes over.
+/// writes over; and, with `status`, whether the entry has a `Cache-Status` of its own
+/// (which the placeholder replaced, and the hit's value then follows).
 ///
 /// Every hit on a page sends the same headers but those two, so each thread keeps the
 /// head it built for each of a few entries that a store keeps (an entry some other
 /// `Arc` holds): a hit on one of them clones a ready map, two allocations and a copy,
 /// instead of hashing and inserting every header into a new one. A kept head holds its
 /// entry, so the entry's address cannot be taken by another while the head is kept.
-fn head(entry: &Arc<Entry>, status: bool) -> HeaderMap {
+fn head(entry: &Arc<Entry>, status: bool) -> (HeaderMap, bool) {
     let slot = head_slot(entry);
     let kept = KEPT
         .try_with(|kept| {
             let kept = kept.try_borrow().ok()?;
             kept[slot]
                 .as_ref()
-                .filter(|(e, s, _)| Arc::ptr_eq(e, entry) && *s == status)
-                .map(|(.., headers)| headers.clone())
+                .filter(|(e, s, ..)| Arc::ptr_eq(e, entry) && *s == status)
+                .map(|(_, _, headers, upstream)| (headers.clone(), *upstream))
         })
         .ok()
         .flatten();
-    if let Some(headers) = kept {
-        return headers;
+    if let Some(kept) = kept {
+        return kept;
     }
+    let upstream = status && has_status(entry);
     let mut headers = HeaderMap::with_capacity(entry.headers.len() + 3);
     for (name, value) in &entry.headers {
         headers.append(name.clone(), value.clone());
@@ -194,11 +215,34 @@ fn head(entry: &Arc<Entry>, status: bool) -> HeaderMap {
     if Arc::strong_count(entry) > 1 && entry.body.len() <= HEAD_MAX_BODY {
         let _ = KEPT.try_with(|kept| {
             if let Ok(mut kept) = kept.try_borrow_mut() {
-                kept[slot] = Some((Arc::clone(entry), status, headers.clone()));
+                kept[slot] = Some((Arc::clone(entry), status, headers.clone(), upstream));
             }
         });
     }
-    headers
+    (headers, upstream)
+}
+
+/// Whether `entry` has a `Cache-Status` of its own.
+fn has_status(entry: &Entry) -> bool {
+    entry.headers.iter().any(|(name, _)| *name == CACHE_STATUS)
+}
+
+/// `ours` as the last member after those of `upstream` (RFC 9211 §2: a cache adds its
+/// member after those of the caches nearer the origin, and keeps them); `ours` alone
+/// if the result would not be a valid value.
+fn after_upstream<'a>(
+    upstream: impl Iterator<Item = &'a HeaderValue>,
+    ours: &[u8],
+) -> Option<HeaderValue> {
+    let mut all = Vec::new();
+    for value in upstream {
+        all.extend_from_slice(value.as_bytes());
+        all.extend_from_slice(b", ");
+    }
+    all.extend_from_slice(ours);
+    HeaderValue::from_bytes(&all)
+        .or_else(|_| HeaderValue::from_bytes(ours))
+        .ok()
 }
 
 /// The `Cache-Status` value of a hit: the cache's name, how the entry was served, and
@@ -292,8 +336,11 @@ where
     modified.is_some_and(|modified| modified <= since)
 }
 
+/// Sets the cache's member of a response's `Cache-Status`, after those the response
+/// already has (see [`after_upstream`]).
 pub(crate) fn set_status(headers: &mut HeaderMap, value: std::fmt::Arguments<'_>) {
-    if let Ok(value) = HeaderValue::from_str(&value.to_string()) {
+    let ours = value.to_string();
+    if let Some(value) = after_upstream(headers.get_all(CACHE_STATUS).iter(), ours.as_bytes()) {
         headers.insert(CACHE_STATUS, value);
     }
 }
@@ -400,7 +447,8 @@ mod tests {
             ("content-type", "text/html"),
             ("link", "</a.css>; rel=preload"),
             ("link", "</b.js>; rel=preload"),
-            // A handler's own, which the cache's replace.
+            // A handler's own: the cache's `Age` replaces it, its `Cache-Status`
+            // follows it.
             ("age", "99"),
             ("cache-status", "origin; hit"),
         ]));
@@ -423,7 +471,8 @@ mod tests {
         // and so on: each hit has its own cache's headers, never the other's.
         for round in 0..3 {
             for (cache, status) in [
-                (&named, Some("edge; hit; ttl=55")),
+                // After the handler's own (RFC 9211 §2).
+                (&named, Some("origin; hit, edge; hit; ttl=55")),
                 // Without a name of its own, the cache leaves the handler's.
                 (&unnamed, Some("origin; hit")),
             ] {

@@ -31,6 +31,14 @@ async fn not_stored(State(hits): State<Hits>, Path(kind): Path<String>) -> Respo
     }
 }
 
+/// A handler that passes on the `Cache-Status` of a cache nearer the origin, as a
+/// proxy would.
+#[cache_page(timeout = 60)]
+async fn proxied(State(hits): State<Hits>) -> Response {
+    let run = hits.bump();
+    ([("cache-status", "upstream; hit")], format!("run {run}")).into_response()
+}
+
 async fn steer(mut req: Request, next: Next) -> Response {
     if req.headers().contains_key("x-bypass") {
         req.extensions_mut().insert(DoNotCache);
@@ -45,6 +53,7 @@ fn app(cache: &Cache, hits: &Hits) -> Router {
     Router::new()
         .route("/page", get(page).post(page))
         .route("/not-stored/{kind}", get(not_stored))
+        .route("/proxied", get(proxied))
         .with_state(hits.clone())
         .layer(middleware::from_fn(steer))
         .layer(Extension(cache.clone()))
@@ -190,4 +199,57 @@ async fn a_custom_name(store: impl Store) {
     assert_eq!(failed.cache_status(), "edge; fwd=uri-miss; detail=status");
 }
 
-on_both_stores!(no_header_when_turned_off, a_custom_name);
+/// RFC 9211 §2: a cache adds its member after those of the caches nearer the origin,
+/// and keeps them; turned off, it leaves them alone.
+async fn the_cache_adds_itself_after_the_upstream_caches(store: impl Store) {
+    let cache = named(store, Some("edge"));
+    let hits = Hits::new();
+    let edge = app(&cache, &hits);
+    let miss = fetch(&edge, "/proxied").await;
+    assert_eq!(
+        miss.cache_status(),
+        "upstream; hit, edge; fwd=uri-miss; stored; ttl=60"
+    );
+    for _ in 0..3 {
+        let hit = fetch(&edge, "/proxied").await;
+        assert_eq!(hit.text(), "run 1");
+        let status = hit.cache_status();
+        let ttl = status
+            .strip_prefix("upstream; hit, edge; hit; ttl=")
+            .and_then(|ttl| ttl.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("not an edge hit after upstream: {status:?}"));
+        assert!((1..=60).contains(&ttl), "ttl={ttl}");
+    }
+    let validated = fetch_with(
+        &edge,
+        "/proxied",
+        &[("if-none-match", miss.header("etag").expect("an ETag"))],
+    )
+    .await;
+    assert_eq!(validated.status, StatusCode::NOT_MODIFIED);
+    assert!(
+        validated
+            .cache_status()
+            .starts_with("upstream; hit, edge; hit; ttl="),
+        "{:?}",
+        validated.cache_status()
+    );
+    let bypass = fetch_with(&edge, "/proxied", &[("x-bypass", "1")]).await;
+    assert_eq!(bypass.cache_status(), "upstream; hit, edge; fwd=bypass");
+
+    let quiet = named(cache_page_runtime::MemoryStore::new(), None);
+    let quiet_app = app(&quiet, &hits);
+    assert_eq!(
+        fetch(&quiet_app, "/proxied").await.cache_status(),
+        "upstream; hit"
+    );
+    let hit = fetch(&quiet_app, "/proxied").await;
+    assert!(hit.headers.contains_key("age"), "not a hit");
+    assert_eq!(hit.cache_status(), "upstream; hit");
+}
+
+on_both_stores!(
+    no_header_when_turned_off,
+    a_custom_name,
+    the_cache_adds_itself_after_the_upstream_caches
+);
