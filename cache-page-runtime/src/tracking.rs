@@ -464,9 +464,7 @@ impl Link {
             .versions
             .read()
             .unwrap_or_else(|e| e.into_inner());
-        if self.known.epoch.load(Ordering::SeqCst) == epoch
-            && !self.known.closed.load(Ordering::SeqCst)
-        {
+        if self.epoch() == epoch && !self.known.closed.load(Ordering::SeqCst) {
             pages.insert(hash.into(), Arc::clone(entry));
         }
     }
@@ -490,8 +488,7 @@ impl Link {
         entry: &Arc<Entry>,
     ) -> bool {
         self.still(page, versions, epoch)
-            && (self.known.epoch.load(Ordering::SeqCst) == epoch
-                || self.kept(hash).is_some_and(|e| Arc::ptr_eq(&e, entry)))
+            && (self.epoch() == epoch || self.kept(hash).is_some_and(|e| Arc::ptr_eq(&e, entry)))
     }
 
     /// A clone of the connection, for a command whose answer needs no tracking.
@@ -502,7 +499,7 @@ impl Link {
     /// The versions of `page` (groups, then scopes) if all of them are known, and the
     /// epoch to pass to [`still`](Self::still) once the entry read at them is back.
     pub(crate) fn versions(&self, page: PageKey<'_>) -> Option<(Vec<u64>, u64)> {
-        let epoch = self.known.epoch.load(Ordering::SeqCst);
+        let epoch = self.epoch();
         Some((self.known.versions_of(page)?, epoch))
     }
 
@@ -529,15 +526,14 @@ impl Link {
         if self.known.closed.load(Ordering::SeqCst) {
             return false;
         }
-        self.known.epoch.load(Ordering::SeqCst) == epoch
-            || self.known.versions_of(page).as_deref() == Some(versions)
+        self.epoch() == epoch || self.known.versions_of(page).as_deref() == Some(versions)
     }
 
     /// Reads the versions named in `learning` so that Redis tracks them, and keeps
     /// them unless an invalidation came while the read was out (it may be of one of
     /// them, and newer than what was read).
     async fn learn(&self, learning: &Learning) -> Result<(), Error> {
-        let epoch = self.known.epoch.load(Ordering::SeqCst);
+        let epoch = self.epoch();
         let mut pipe = redis::pipe();
         pipe.cmd("CLIENT").arg("CACHING").arg("YES").ignore();
         pipe.cmd("MGET").arg(&learning.keys);
@@ -555,7 +551,7 @@ impl Link {
             .write()
             .unwrap_or_else(|e| e.into_inner());
         if self.known.closed.load(Ordering::SeqCst)
-            || self.known.epoch.load(Ordering::SeqCst) != epoch
+            || self.epoch() != epoch
             || values.len() != learning.names.len()
         {
             return Ok(());
