@@ -15,13 +15,20 @@
 //! a command (0.03 in the load benchmark, 0.05 without the yield); alone, it costs one
 //! `PING`. The hits waiting for the `PING` out and those waiting for the next one wait
 //! on two `Notify`s (by the number's parity), so that answering one wakes only its own.
+//!
+//! With a lag (`RedisStoreBuilder::invalidation_lag`), a hit may instead be confirmed
+//! by a `PING` sent up to that lag before it began: while the last answered one is
+//! that recent, a hit passes at once, and asks for the next `PING` when the last one
+//! sent is half a lag old, so that under steady hits none of them waits. An
+//! invalidation is then seen by every request that begins more than the lag after it
+//! returned, rather than by every one that begins after it.
 
 use std::{
     sync::{
         Arc,
         atomic::{AtomicU8, AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use redis::aio::MultiplexedConnection;
@@ -49,6 +56,16 @@ pub(crate) struct Barrier {
     timeout: Duration,
     /// Counts the `PING`s, as the store's round trips.
     round_trips: Arc<AtomicU64>,
+    /// The instant the times below count from.
+    origin: Instant,
+    /// How long before a hit began the `PING` that confirms it may have been sent, in
+    /// microseconds (zero: after it began).
+    lag: u64,
+    /// When the last `PING` began to be sent, in microseconds from `origin`.
+    last_sent_at: AtomicU64,
+    /// Until when, in microseconds from `origin`, a hit passes without waiting: the
+    /// sending time of the last `PING` answered, plus `lag`. Zero once broken.
+    passable_until: AtomicU64,
 }
 
 const OPEN: u8 = 0;
@@ -65,6 +82,7 @@ impl Barrier {
     pub(crate) fn start(
         conn: MultiplexedConnection,
         timeout: Duration,
+        lag: Duration,
         round_trips: Arc<AtomicU64>,
     ) -> Arc<Self> {
         let barrier = Arc::new(Barrier {
@@ -76,25 +94,61 @@ impl Barrier {
             done: [Notify::new(), Notify::new()],
             timeout,
             round_trips,
+            origin: Instant::now(),
+            lag: u64::try_from(lag.as_micros()).unwrap_or(u64::MAX),
+            last_sent_at: AtomicU64::new(0),
+            passable_until: AtomicU64::new(0),
         });
         tokio::spawn(Arc::clone(&barrier).send_pings(conn));
         barrier
     }
 
-    /// Returns once a `PING` sent after this call began is answered: every
-    /// invalidation message written before it has then been handled. An error when
-    /// the connection failed, timed out or was closed meanwhile.
+    /// Returns once a `PING` sent at most the barrier's lag before this call began is
+    /// answered: every invalidation message written before that has then been handled.
+    /// With a lag of zero, or when no answered `PING` is that recent, this is
+    /// [`confirm`](Self::confirm). An error when the connection failed, timed out or
+    /// was closed meanwhile.
     pub(crate) async fn pass(&self) -> Result<(), Error> {
-        // A `PING` numbered past the last one begun is begun after this load.
-        let needed = self.sent.load(Ordering::SeqCst) + 1;
+        if self.lag > 0 && self.recent_enough() {
+            return Ok(());
+        }
+        self.confirm().await
+    }
+
+    /// Whether a `PING` sent at most `lag` ago is answered, on an open barrier; if the
+    /// last one sent is half a lag old, asks for the next, so that under steady hits
+    /// the window moves on without any of them waiting.
+    fn recent_enough(&self) -> bool {
+        let now = self.micros();
+        if now >= self.passable_until.load(Ordering::SeqCst)
+            || self.state.load(Ordering::SeqCst) != OPEN
+        {
+            return false;
+        }
+        if now.saturating_sub(self.last_sent_at.load(Ordering::SeqCst)) >= self.lag / 2 {
+            self.want(self.sent.load(Ordering::SeqCst) + 1);
+        }
+        true
+    }
+
+    /// Asks the barrier's task for `PING` number `n`, unless a hit already did.
+    fn want(&self, n: u64) {
         // Read first: under load the hit before has nearly always asked for this PING
         // already, and a read leaves the line in both cores' caches where `fetch_max`
         // would take it from the other core on every hit.
-        if self.wanted.load(Ordering::SeqCst) < needed
-            && self.wanted.fetch_max(needed, Ordering::SeqCst) < needed
+        if self.wanted.load(Ordering::SeqCst) < n && self.wanted.fetch_max(n, Ordering::SeqCst) < n
         {
             self.work.notify_one();
         }
+    }
+
+    /// Returns once a `PING` sent after this call began is answered: every
+    /// invalidation message written before it has then been handled. An error when
+    /// the connection failed, timed out or was closed meanwhile.
+    pub(crate) async fn confirm(&self) -> Result<(), Error> {
+        // A `PING` numbered past the last one begun is begun after this load.
+        let needed = self.sent.load(Ordering::SeqCst) + 1;
+        self.want(needed);
         loop {
             if let Some(outcome) = self.outcome(needed) {
                 return outcome;
@@ -116,6 +170,10 @@ impl Barrier {
             })
             .await;
         }
+    }
+
+    fn micros(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
     fn outcome(&self, needed: u64) -> Option<Result<(), Error>> {
@@ -141,6 +199,7 @@ impl Barrier {
         let _ = self
             .state
             .compare_exchange(OPEN, state, Ordering::SeqCst, Ordering::SeqCst);
+        self.passable_until.store(0, Ordering::SeqCst);
         for done in &self.done {
             done.notify_waiters();
         }
@@ -161,6 +220,8 @@ impl Barrier {
             if self.state.load(Ordering::SeqCst) != OPEN {
                 return;
             }
+            let sent_at = self.micros();
+            self.last_sent_at.store(sent_at, Ordering::SeqCst);
             let number = self.sent.fetch_add(1, Ordering::SeqCst) + 1;
             self.round_trips.fetch_add(1, Ordering::Relaxed);
             let answer: Result<(), redis::RedisError> =
@@ -168,6 +229,10 @@ impl Barrier {
             match answer {
                 Ok(()) => {
                     self.answered.store(number, Ordering::SeqCst);
+                    if self.lag > 0 {
+                        self.passable_until
+                            .fetch_max(sent_at.saturating_add(self.lag), Ordering::SeqCst);
+                    }
                     // Every hit waiting for an earlier PING of this parity was woken
                     // when that one was answered, before the next was sent.
                     self.done[(number % 2) as usize].notify_waiters();

@@ -13,6 +13,7 @@ use crate::{Cache, Error, MemoryStore};
 /// | `CACHE_PAGE_COMMAND_TIMEOUT_MS`  | longest wait for one Redis command (above 0)       | `250` |
 /// | `CACHE_PAGE_REDIS_TRACKING`      | `off`: hits read the versions too (one `MGET`), as behind a proxy that drops Redis's invalidation messages | `on` |
 /// | `CACHE_PAGE_REDIS_NEAR_CACHE_BYTES` | most bytes of pages the Redis store keeps in process; `0`: none (a hit is one `GET`) | `33554432` |
+/// | `CACHE_PAGE_REDIS_INVALIDATION_LAG_MS` | how long after an invalidation a hit on a page kept in process may still serve the old page (`0`: none; see `RedisStoreBuilder::invalidation_lag`) | `0` |
 /// | `CACHE_PAGE_TIMEOUT_MS`          | longest wait for any store operation (above 0)     | `500` |
 /// | `CACHE_PAGE_MAX_BODY_BYTES`      | largest body stored                                | `8388608` |
 /// | `CACHE_PAGE_STATUS_HEADER`       | the cache's name in `Cache-Status`, or `off`       | `cache-page` |
@@ -40,6 +41,7 @@ pub const VARIABLES: &[&str] = &[
     "CACHE_PAGE_COMMAND_TIMEOUT_MS",
     "CACHE_PAGE_REDIS_TRACKING",
     "CACHE_PAGE_REDIS_NEAR_CACHE_BYTES",
+    "CACHE_PAGE_REDIS_INVALIDATION_LAG_MS",
     "CACHE_PAGE_TIMEOUT_MS",
     "CACHE_PAGE_MAX_BODY_BYTES",
     "CACHE_PAGE_STATUS_HEADER",
@@ -117,6 +119,9 @@ impl Cache {
             })
             .transpose()?;
         let near_cache_bytes = number("CACHE_PAGE_REDIS_NEAR_CACHE_BYTES")?;
+        // Zero is the default here, not a wait that times everything out.
+        let invalidation_lag =
+            number("CACHE_PAGE_REDIS_INVALIDATION_LAG_MS")?.map(Duration::from_millis);
         let timeout = millis("CACHE_PAGE_TIMEOUT_MS")?;
         let max_body_bytes = number("CACHE_PAGE_MAX_BODY_BYTES")?;
         let lock_wait = millis("CACHE_PAGE_LOCK_MS")?;
@@ -145,6 +150,9 @@ impl Cache {
                 if let Some(bytes) = near_cache_bytes {
                     store = store.near_cache_bytes(bytes);
                 }
+                if let Some(lag) = invalidation_lag {
+                    store = store.invalidation_lag(lag);
+                }
                 // Building fails only on a malformed URL.
                 let store = store
                     .build()
@@ -154,7 +162,13 @@ impl Cache {
             #[cfg(not(feature = "redis"))]
             Some((name, url)) => {
                 // Checked above, but there is no Redis store to give them to.
-                let _ = (namespace, command_timeout, tracking, near_cache_bytes);
+                let _ = (
+                    namespace,
+                    command_timeout,
+                    tracking,
+                    near_cache_bytes,
+                    invalidation_lag,
+                );
                 return Err(Error::InvalidConfig {
                     variable: format!("{name} (this build has no `redis` feature)"),
                     value: redact_password(&url),
@@ -267,6 +281,32 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid value \"lots\" for CACHE_PAGE_REDIS_NEAR_CACHE_BYTES"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_invalidation_lag_is_read_in_milliseconds() {
+        let plain = cache(&[("REDIS_URL", "redis://127.0.0.1:1/")]).unwrap();
+        assert!(format!("{:?}", plain.store()).contains("invalidation_lag: 0ns"));
+        for (value, shown) in [
+            ("0", "invalidation_lag: 0ns"),
+            ("2", "invalidation_lag: 2ms"),
+        ] {
+            let cache = cache(&[
+                ("REDIS_URL", "redis://127.0.0.1:1/"),
+                ("CACHE_PAGE_REDIS_INVALIDATION_LAG_MS", value),
+            ])
+            .unwrap();
+            assert!(format!("{:?}", cache.store()).contains(shown));
+        }
+        let err = cache(&[
+            ("REDIS_URL", "redis://127.0.0.1:1/"),
+            ("CACHE_PAGE_REDIS_INVALIDATION_LAG_MS", "1.5"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid value \"1.5\" for CACHE_PAGE_REDIS_INVALIDATION_LAG_MS"
         );
     }
 

@@ -172,6 +172,8 @@ pub struct RedisStore {
     decoded: Arc<Decoded>,
     /// How long redis-rs waits for an answer: past it, an [`Error::Timeout`].
     command_timeout: Duration,
+    /// See [`RedisStoreBuilder::invalidation_lag`].
+    invalidation_lag: Duration,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -183,6 +185,7 @@ impl std::fmt::Debug for RedisStore {
                 "near_cache_bytes",
                 &self.tracking.as_ref().map_or(0, |t| t.near_cache_bytes()),
             )
+            .field("invalidation_lag", &self.invalidation_lag)
             .finish_non_exhaustive()
     }
 }
@@ -212,6 +215,7 @@ pub struct RedisStoreBuilder {
     pipelined_hits: bool,
     tracked_versions: bool,
     near_cache_bytes: u64,
+    invalidation_lag: Duration,
 }
 
 impl RedisStore {
@@ -233,6 +237,7 @@ impl RedisStore {
             pipelined_hits: true,
             tracked_versions: true,
             near_cache_bytes: DEFAULT_NEAR_CACHE_BYTES,
+            invalidation_lag: Duration::ZERO,
         }
     }
 
@@ -288,6 +293,26 @@ impl RedisStore {
     /// The tracking connection, if it is up and hits may use it.
     fn link(&self) -> Option<Arc<Link>> {
         self.tracking.as_ref().and_then(Tracking::link)
+    }
+
+    /// After a write of this process, with an invalidation lag, when `page` (or any
+    /// page, for `None`) is kept in process: waits until the tracking connection has
+    /// heard of the write, so that this process's next hits see it however short the
+    /// time. (A page no longer kept was dropped by that news already, or is read from
+    /// Redis by the next hit.)
+    async fn settle(&self, page: Option<&str>) {
+        if self.invalidation_lag.is_zero() {
+            return;
+        }
+        let Some(link) = self.link() else { return };
+        let kept = match page {
+            Some(hash) => link.kept(hash).is_some(),
+            None => link.keeps_pages(),
+        };
+        if kept && link.confirm().await.is_err() {
+            // Its pages go with it: nothing unconfirmed is served.
+            link.close();
+        }
     }
 
     /// A hit at the versions the tracking connection knows: the page kept in process
@@ -629,6 +654,45 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// How long after an invalidation returns a hit on a page kept in process may
+    /// still serve the page it replaced (default zero), with
+    /// [`near_cache_bytes`](Self::near_cache_bytes) above zero.
+    ///
+    /// With zero, each such hit waits for a `PING` sent after it began (shared by the
+    /// hits waiting at once), and an invalidation from any process is seen by every
+    /// request that begins after it returns. With a lag, a hit is served at once while
+    /// a `PING` sent at most that long before it began has been answered; the store
+    /// sends one whenever the last is half a lag old, so under steady hits none of
+    /// them waits for Redis. An invalidation is then seen by every request that begins
+    /// more than the lag after it returned (in practice much sooner: Redis's message
+    /// about it is applied as soon as it arrives, and the lag only bounds how late
+    /// that may be), and at once by the requests of the process that made it:
+    /// [`bump`](crate::Store::bump) and the other writes of this store wait for a
+    /// `PING` of their own before they return. If the tracking connection stops
+    /// answering, its pages stop being served within the lag and one command timeout.
+    ///
+    /// A millisecond is far below what a user can tell from an instant change, and
+    /// lets hits skip the wait that costs them most of their time under load (see
+    /// BENCHMARKS.md). (`CACHE_PAGE_REDIS_INVALIDATION_LAG_MS` sets it for
+    /// [`Cache::from_env`](crate::Cache::from_env).)
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_page_runtime::RedisStore;
+    ///
+    /// # fn main() -> Result<(), cache_page_runtime::Error> {
+    /// // Hits may serve a page up to 1 ms after another process invalidated it.
+    /// let store = RedisStore::builder("redis://127.0.0.1:6379/")
+    ///     .invalidation_lag(Duration::from_millis(1))
+    ///     .build()?;
+    /// assert!(format!("{store:?}").contains("invalidation_lag: 1ms"));
+    /// # Ok(()) }
+    /// ```
+    pub fn invalidation_lag(mut self, lag: Duration) -> Self {
+        self.invalidation_lag = lag;
+        self
+    }
+
     /// Builds the store. The connection is made on first use and re-made after
     /// failures, so this fails only on a malformed URL.
     pub fn build(self) -> Result<RedisStore, Error> {
@@ -643,6 +707,7 @@ impl RedisStoreBuilder {
                 Timeouts {
                     connect: self.connect_timeout,
                     command: self.command_timeout,
+                    lag: self.invalidation_lag,
                 },
                 self.near_cache_bytes,
                 Arc::clone(&round_trips),
@@ -667,6 +732,7 @@ impl RedisStoreBuilder {
             round_trips,
             decoded: Arc::new(Decoded::new()),
             command_timeout: self.command_timeout,
+            invalidation_lag: self.invalidation_lag,
         })
     }
 }
@@ -977,6 +1043,7 @@ impl Store for RedisStore {
                 pipe.cmd("EXPIRE").arg(&key).arg(secs).arg("GT").ignore();
             }
             let () = pipe.query_async(&mut self.trip()?).await?;
+            self.settle(Some(hash)).await;
             Ok(())
         })
     }
@@ -984,6 +1051,7 @@ impl Store for RedisStore {
     fn remove<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
         timed(self.command_timeout, async move {
             let n: u64 = self.trip()?.del(self.page_key(hash)).await?;
+            self.settle(None).await;
             Ok(n > 0)
         })
     }
@@ -1000,6 +1068,7 @@ impl Store for RedisStore {
             if let Version::Group(g) = version {
                 self.seen.insert(g, v);
             }
+            self.settle(None).await;
             Ok(v)
         })
     }
@@ -1016,6 +1085,7 @@ impl Store for RedisStore {
                 .invoke_async(&mut self.trip()?)
                 .await?;
             self.seen.insert(group, v);
+            self.settle(None).await;
             Ok(v)
         })
     }
@@ -1106,6 +1176,7 @@ impl Store for RedisStore {
                 .ignore()
                 .query_async(&mut self.trip()?)
                 .await?;
+            self.settle(None).await;
             Ok(deleted)
         })
     }

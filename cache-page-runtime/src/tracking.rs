@@ -85,11 +85,14 @@ pub(crate) struct Tracking {
     round_trips: Arc<AtomicU64>,
 }
 
-/// How long the tracking connection may take to connect, and to answer a command.
+/// How long the tracking connection may take to connect, and to answer a command; and
+/// how long before a hit the `PING` that confirms it may have been sent.
 #[derive(Clone, Copy)]
 pub(crate) struct Timeouts {
     pub(crate) connect: Duration,
     pub(crate) command: Duration,
+    /// See [`RedisStoreBuilder::invalidation_lag`](crate::RedisStoreBuilder::invalidation_lag).
+    pub(crate) lag: Duration,
 }
 
 #[derive(Default)]
@@ -401,6 +404,7 @@ impl Tracking {
         let barrier = Barrier::start(
             conn.clone(),
             self.timeouts.command,
+            self.timeouts.lag,
             Arc::clone(&self.round_trips),
         );
         Ok(Arc::new(Link {
@@ -469,10 +473,18 @@ impl Link {
         }
     }
 
-    /// Returns once every invalidation that returned before this call began has
-    /// reached this connection (one `PING`, shared by the hits waiting at once).
+    /// Returns once every invalidation that returned before this call began (or, with
+    /// an invalidation lag, that long before it) has reached this connection (one
+    /// `PING`, shared by the hits waiting at once).
     pub(crate) async fn pass(&self) -> Result<(), Error> {
         self.barrier.pass().await
+    }
+
+    /// Returns once every invalidation that returned before this call began has
+    /// reached this connection, whatever the lag: after this process's own
+    /// invalidation, so that it reads its own writes.
+    pub(crate) async fn confirm(&self) -> Result<(), Error> {
+        self.barrier.confirm().await
     }
 
     /// Whether `entry`, kept under `hash` and found with `versions` of `page` at
