@@ -341,6 +341,7 @@ macro_rules! cached_router {
 cached_router!(redis_router, "bench");
 cached_router!(get_router, "bench-get");
 cached_router!(mget_router, "bench-mget");
+cached_router!(lag_router, "bench-lag");
 cached_router!(seed_router, "bench-seed");
 cached_router!(redis_miss_router, "bench-miss");
 cached_router!(memory_router);
@@ -994,8 +995,8 @@ fn summarize(runs: &[Run]) -> Summary {
 /// (e/a, d/b, d/f) next to each other, and most others one apart. A ratio taken within
 /// a round compares two measurements a few seconds apart, not half a minute, so the
 /// host's drift moves it less. Configurations not listed come last, as given.
-const MEASURING_ORDER: [&str; 14] = [
-    "c", "d2", "d1", "d0", "b", "d", "f", "e", "a", "h", "e0", "d′", "a′", "e′",
+const MEASURING_ORDER: [&str; 15] = [
+    "c", "d2", "d1", "d0", "d3", "b", "d", "f", "e", "a", "h", "e0", "d′", "a′", "e′",
 ];
 
 /// Runs every configuration once per round, interleaved in [`MEASURING_ORDER`], and
@@ -1435,11 +1436,17 @@ async fn run(opts: Options) -> Result<(), String> {
     let mget_store = redis_store("bench-mget", true, false, false)?;
     let seed_store = redis_store("bench-seed", false, false, false)?;
     let miss_store = redis_store("bench-miss", true, true, true)?;
+    let lag_store = RedisStore::builder(url.as_str())
+        .namespace("bench-lag")
+        .invalidation_lag(Duration::from_millis(1))
+        .build()
+        .map_err(|x| e(&x))?;
     cache_page_runtime::install_named("bench", Cache::new(hit_store.clone()));
     cache_page_runtime::install_named("bench-get", Cache::new(get_store.clone()));
     cache_page_runtime::install_named("bench-mget", Cache::new(mget_store.clone()));
     cache_page_runtime::install_named("bench-seed", Cache::new(seed_store.clone()));
     cache_page_runtime::install_named("bench-miss", Cache::new(miss_store.clone()));
+    cache_page_runtime::install_named("bench-lag", Cache::new(lag_store.clone()));
     cache_page_runtime::install(Cache::new(MemoryStore::new())).map_err(|x| e(&x))?;
     cache_page_runtime::install_named("bench-memory-miss", Cache::new(MemoryStore::new()));
     cache_page_runtime::install_named(
@@ -1449,6 +1456,7 @@ async fn run(opts: Options) -> Result<(), String> {
     let redis_addr = listen(redis_router()).await.map_err(|x| e(&x))?;
     let get_addr = listen(get_router()).await.map_err(|x| e(&x))?;
     let mget_addr = listen(mget_router()).await.map_err(|x| e(&x))?;
+    let lag_addr = listen(lag_router()).await.map_err(|x| e(&x))?;
     let seed_addr = listen(seed_router()).await.map_err(|x| e(&x))?;
     let redis_miss_addr = listen(redis_miss_router()).await.map_err(|x| e(&x))?;
     let memory_addr = listen(memory_router()).await.map_err(|x| e(&x))?;
@@ -1500,6 +1508,13 @@ async fn run(opts: Options) -> Result<(), String> {
             seed_addr,
             false,
             Some(&seed_store),
+        ),
+        config(
+            "d3",
+            "cache-page hit, RedisStore, invalidation_lag(1 ms)",
+            lag_addr,
+            false,
+            Some(&lag_store),
         ),
         config("e", "cache-page hit, MemoryStore", memory_addr, false, None),
         config(
@@ -1558,7 +1573,7 @@ async fn run(opts: Options) -> Result<(), String> {
             ));
         }
         let hit = match *id {
-            "d" | "d0" | "d1" | "d2" | "e" | "e0" => {
+            "d" | "d0" | "d1" | "d2" | "d3" | "e" | "e0" => {
                 last.head.contains("cache-status: cache-page; hit")
             }
             "f" => last
@@ -1778,6 +1793,18 @@ async fn run(opts: Options) -> Result<(), String> {
             "d",
             "d0",
             "page kept in process and a shared PING ÷ one GET, both cache-page",
+            "| |",
+        ),
+        (
+            "d3",
+            "f",
+            "Redis hit with invalidation_lag(1 ms) ÷ Varnish hit",
+            "| |",
+        ),
+        (
+            "d3",
+            "d",
+            "hits that need no PING of their own (1 ms lag) ÷ each hit confirmed by a PING sent after it began",
             "| |",
         ),
         (
