@@ -228,12 +228,14 @@ pub(crate) fn lookup(
 /// as a lookup, if it has one made at `at` that is fresh at `now`: for a store that
 /// keeps its own generation, and checks it again after waiting (the `RedisStore`,
 /// whose tracking connection moves its epoch with every invalidation).
+#[cfg(feature = "redis")]
 pub(crate) fn copy_at(store: u64, at: u64, page: &PageKey<'_>, now: Now) -> Option<Lookup> {
     find(store, at, page, Place::of(page), now)
 }
 
 /// Tells this thread's table what a lookup of `page` in the store numbered `store`
 /// found at generation `at`, read before anything the lookup found (see [`offer`]).
+#[cfg(feature = "redis")]
 pub(crate) fn offer_at(store: u64, at: u64, page: &PageKey<'_>, lookup: &Lookup, now: Now) {
     offer(store, at, page, Place::of(page), lookup, now);
 }
