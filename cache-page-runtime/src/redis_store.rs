@@ -125,7 +125,8 @@ impl Seen {
 /// [`near_cache_bytes`](RedisStoreBuilder::near_cache_bytes)). A hit on a kept page
 /// waits for one `PING` on that connection, shared by the hits waiting at once; a hit
 /// on a page not kept is one `GET`. An invalidation made by any process is seen by
-/// every request that starts after it returned. Until that
+/// every request that starts after it returned (or, with an
+/// [`invalidation_lag`](RedisStoreBuilder::invalidation_lag), that long after). Until that
 /// connection is up, and for versions not read yet, a hit reads the versions in the
 /// same `MGET` as the entry stored at the group versions this process saw last; only
 /// when a group version moved (another process invalidated it) is a second read
@@ -642,7 +643,9 @@ impl RedisStoreBuilder {
     /// versions, made before the hit began has been announced on the connection before
     /// that `PONG`, so a kept page is exactly as fresh as one read with the hit: an
     /// invalidation from any process is still seen by every request that starts after
-    /// it returns. When the connection breaks, its pages go with it.
+    /// it returns. When the connection breaks, its pages go with it. (An
+    /// [`invalidation_lag`](Self::invalidation_lag) trades some of that freshness for
+    /// hits that do not wait.)
     ///
     /// With `0`, a hit is one `GET` of the entry at the tracked versions. Pages are
     /// weighed by their body, headers and URL; Redis also keeps the names of the
