@@ -220,8 +220,14 @@ impl Barrier {
             if self.state.load(Ordering::SeqCst) != OPEN {
                 return;
             }
-            let sent_at = self.micros();
-            self.last_sent_at.store(sent_at, Ordering::SeqCst);
+            // Read only for a lag: the clock costs a lone strict hit 100 instructions.
+            let sent_at = if self.lag > 0 {
+                let now = self.micros();
+                self.last_sent_at.store(now, Ordering::SeqCst);
+                now
+            } else {
+                0
+            };
             let number = self.sent.fetch_add(1, Ordering::SeqCst) + 1;
             self.round_trips.fetch_add(1, Ordering::Relaxed);
             let answer: Result<(), redis::RedisError> =
