@@ -27,8 +27,8 @@
 //! The warm-up is the same in every mode: ten requests, each followed by a 20 ms pause
 //! in which the work they leave to the background runs alone (storing the page, the
 //! store's connections), then, in the Redis modes of one command per request, batches
-//! of ten until a batch makes Redis run ten of its one command and nothing else (at
-//! most 30 s), then 50 requests. A Redis hit at tracked versions is one `GET` (or, by
+//! of ten until a batch makes Redis run ten of its one command and nothing else (in
+//! `redis-lag`, no command at all; at most 30 s), then 50 requests. A Redis hit at tracked versions is one `GET` (or, by
 //! default, one `PING` for a page kept in process) only once the store's tracking
 //! connection is up and has learnt the page's versions, which happens in the
 //! background after its first hits. The parent counts the commands, with `INFO
@@ -91,7 +91,7 @@ struct Mode {
     /// commands of its measured requests are counted.
     redis: bool,
     /// The one command a request makes Redis run once warmed up, which the warm-up
-    /// waits for; `None` when there is no such state to wait for.
+    /// waits for (`""`: none at all); `None` when there is no such state to wait for.
     command: Option<&'static str>,
 }
 
@@ -106,7 +106,7 @@ enum Expect {
     Miss,
 }
 
-const MODES: [Mode; 8] = [
+const MODES: [Mode; 9] = [
     Mode {
         name: "bare",
         description: "bare axum handler",
@@ -134,6 +134,13 @@ const MODES: [Mode; 8] = [
         expect: Expect::Hit,
         redis: true,
         command: Some("ping"),
+    },
+    Mode {
+        name: "redis-lag",
+        description: "cache-page hit, RedisStore, invalidation_lag(600 s) (page kept in process, no command)",
+        expect: Expect::Hit,
+        redis: true,
+        command: Some(""),
     },
     Mode {
         name: "redis-get",
@@ -448,9 +455,10 @@ async fn run_child(
     // The conversation: the child says `batch` or `measure` before a batch of the
     // warm-up or the measured requests and waits for `go`, says `done` after, and
     // after a batch waits for `steady` or `again`.
-    let steady = mode
-        .command
-        .map(|command| BTreeMap::from([(command.to_owned(), STEADY_BATCH)]));
+    let steady = mode.command.map(|command| match command {
+        "" => BTreeMap::new(),
+        command => BTreeMap::from([(command.to_owned(), STEADY_BATCH)]),
+    });
     let deadline = Instant::now() + STEADY_TIMEOUT;
     let mut before = BTreeMap::new();
     let mut commands = BTreeMap::new();
@@ -690,6 +698,12 @@ async fn router(mode: Mode, url: &str) -> Result<Router, String> {
         let store = RedisStore::builder(url)
             .namespace("bench")
             .tracked_versions(tracked);
+        // Longer than any run under callgrind: no hit sends a PING once warmed up.
+        let store = if mode.name == "redis-lag" {
+            store.invalidation_lag(Duration::from_secs(600))
+        } else {
+            store
+        };
         let store = match near_cache_bytes {
             Some(bytes) => store.near_cache_bytes(bytes),
             None => store,
@@ -705,7 +719,7 @@ async fn router(mode: Mode, url: &str) -> Result<Router, String> {
             return Ok(Router::new().route("/page", get(one_get)).with_state(conn));
         }
         "mem" | "mem-miss" => Cache::new(MemoryStore::new()),
-        "redis" | "redis-miss" => Cache::new(store(true, None)?),
+        "redis" | "redis-miss" | "redis-lag" => Cache::new(store(true, None)?),
         "redis-get" => Cache::new(store(true, Some(0))?),
         "mget" => Cache::new(store(false, None)?),
         other => return Err(format!("unknown mode {other:?}")),
