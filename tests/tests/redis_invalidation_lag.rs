@@ -38,6 +38,45 @@ fn lag_store(url: &str, namespace: &str, lag: Duration, command_timeout: Duratio
         .expect("a valid URL")
 }
 
+/// A page kept in process, on a private server: the store (with `lag` and
+/// `command_timeout`), a cache on it that waits up to `cache_timeout`, its app, and the
+/// app's handler runs. Its hits send nothing to Redis once this returns.
+struct Kept {
+    server: RedisServer,
+    namespace: String,
+    store: RedisStore,
+    cache: Cache,
+    app: Router,
+    hits: Hits,
+}
+
+async fn a_kept_page(
+    test: &str,
+    lag: Duration,
+    command_timeout: Duration,
+    cache_timeout: Duration,
+) -> Option<Kept> {
+    let server = RedisServer::start_private(test)?;
+    let namespace = unique_namespace(test);
+    let hits = Hits::new();
+    let store = lag_store(server.url(), &namespace, lag, command_timeout);
+    let cache = Cache::builder(store.clone()).timeout(cache_timeout).build();
+    let app = app(&cache, &hits);
+    assert_eq!(fetch(&app, URI).await.text(), "run 1");
+    assert_eq!(until_a_hit_sends_nothing(&server, &app).await, "run 1");
+    Some(Kept {
+        server,
+        namespace,
+        store,
+        cache,
+        app,
+        hits,
+    })
+}
+
+/// The patient timeouts of most tests (see `patient_cache`).
+const PATIENT: Duration = Duration::from_secs(5);
+
 /// Fetches until a hit makes the server run no command at all (at most 10 s): the
 /// page is kept in process and a recent enough `PING` is answered.
 async fn until_a_hit_sends_nothing(server: &RedisServer, app: &Router) -> String {
@@ -61,21 +100,16 @@ async fn until_a_hit_sends_nothing(server: &RedisServer, app: &Router) -> String
 
 #[tokio::test]
 async fn hits_within_the_lag_send_nothing_to_redis() {
-    let test = "lag_hits";
-    let Some(server) = RedisServer::start_private(test) else {
+    let Some(Kept {
+        server,
+        store,
+        app,
+        hits,
+        ..
+    }) = a_kept_page("lag_hits", LONG_LAG, PATIENT, PATIENT).await
+    else {
         return;
     };
-    let hits = Hits::new();
-    let store = lag_store(
-        server.url(),
-        &unique_namespace(test),
-        LONG_LAG,
-        Duration::from_secs(5),
-    );
-    let app = app(&patient_cache(store.clone()), &hits);
-    assert_eq!(fetch(&app, URI).await.text(), "run 1");
-    assert_eq!(until_a_hit_sends_nothing(&server, &app).await, "run 1");
-
     let before = store.round_trips();
     let commands = server
         .commands_during(async || {
@@ -98,23 +132,18 @@ async fn hits_within_the_lag_send_nothing_to_redis() {
 /// is followed at once, on the same runtime, by a request that must not be a hit.
 #[tokio::test]
 async fn the_process_that_invalidates_sees_it_at_once() {
-    let test = "lag_own_writes";
-    let Some(server) = RedisServer::start_private(test) else {
+    let Some(Kept {
+        server, cache, app, ..
+    }) = a_kept_page("lag_own_writes", LONG_LAG, PATIENT, PATIENT).await
+    else {
         return;
     };
-    let hits = Hits::new();
-    let cache = patient_cache(lag_store(
-        server.url(),
-        &unique_namespace(test),
-        LONG_LAG,
-        Duration::from_secs(5),
-    ));
-    let app = app(&cache, &hits);
-    fetch(&app, URI).await;
     let ways = ["a group", "a group, softly", "a URL", "a key"];
     for (n, what) in ways.into_iter().enumerate() {
-        let run = format!("run {}", n + 1);
-        assert_eq!(until_a_hit_sends_nothing(&server, &app).await, run);
+        if n > 0 {
+            let run = format!("run {}", n + 1);
+            assert_eq!(until_a_hit_sends_nothing(&server, &app).await, run);
+        }
         // Before it returns, the invalidation waits for a PING on the tracking
         // connection: Redis's message about it has then been read, wherever the
         // network would have held it.
@@ -157,30 +186,17 @@ async fn the_process_that_invalidates_sees_it_at_once() {
 /// within seconds.
 #[tokio::test]
 async fn another_process_s_invalidation_does_not_wait_for_the_lag() {
-    let test = "lag_other_process";
-    let Some(server) = RedisServer::start_private(test) else {
+    let Some(Kept {
+        server,
+        namespace,
+        app: b,
+        hits,
+        ..
+    }) = a_kept_page("lag_other_process", LONG_LAG, PATIENT, PATIENT).await
+    else {
         return;
     };
-    let namespace = unique_namespace(test);
-    let hits = Hits::new();
-    let b = app(
-        &patient_cache(lag_store(
-            server.url(),
-            &namespace,
-            LONG_LAG,
-            Duration::from_secs(5),
-        )),
-        &hits,
-    );
-    fetch(&b, URI).await;
-    assert_eq!(until_a_hit_sends_nothing(&server, &b).await, "run 1");
-
-    let a = patient_cache(lag_store(
-        server.url(),
-        &namespace,
-        Duration::ZERO,
-        Duration::from_secs(5),
-    ));
+    let a = patient_cache(lag_store(server.url(), &namespace, Duration::ZERO, PATIENT));
     a.invalidate_group("g").await.expect("invalidated");
     eventually(
         Duration::from_secs(10),
@@ -195,24 +211,14 @@ async fn another_process_s_invalidation_does_not_wait_for_the_lag() {
 /// timeout have run out: requests are then served by the handler, uncached.
 #[tokio::test]
 async fn a_frozen_server_stops_the_kept_pages() {
-    let test = "lag_frozen";
-    let Some(server) = RedisServer::start_private(test) else {
+    let short = Duration::from_millis(200);
+    let Some(Kept {
+        server, app, hits, ..
+    }) = a_kept_page("lag_frozen", short, short, Duration::from_millis(500)).await
+    else {
         return;
     };
-    let hits = Hits::new();
-    let store = lag_store(
-        server.url(),
-        &unique_namespace(test),
-        Duration::from_millis(200),
-        Duration::from_millis(200),
-    );
-    let cache = Cache::builder(store)
-        .timeout(Duration::from_millis(500))
-        .build();
-    let app = app(&cache, &hits);
-    fetch(&app, URI).await;
-    assert_eq!(until_a_hit_sends_nothing(&server, &app).await, "run 1");
-
+    assert_eq!(hits.get(), 1);
     server.freeze();
     let mut served_uncached = false;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
