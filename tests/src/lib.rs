@@ -86,18 +86,30 @@ pub async fn until_a_hit_is_one(
     command: &str,
 ) -> String {
     let one = std::collections::BTreeMap::from([(command.to_owned(), 1)]);
+    until_a_hit_runs(server, app, uri, &one).await
+}
+
+/// Fetches `uri` from `app` until one fetch is a hit that made `server` run exactly
+/// `commands` (by name, with their calls; empty: none at all), at most 10 s, and
+/// returns the body of that hit. `server` must be private.
+pub async fn until_a_hit_runs(
+    server: &RedisServer,
+    app: &axum::Router,
+    uri: &str,
+    commands: &std::collections::BTreeMap<String, u64>,
+) -> String {
     let mut body = String::new();
     eventually(
         Duration::from_secs(10),
-        &format!("a hit is one {command}"),
+        &format!("a hit runs {commands:?}"),
         async || {
             let mut hit = None;
-            let commands = server
+            let ran = server
                 .commands_during(async || hit = Some(fetch(app, uri).await))
                 .await;
             let hit = hit.expect("fetched");
             body = hit.text();
-            hit.is_hit() && commands == one
+            hit.is_hit() && ran == *commands
         },
     )
     .await;

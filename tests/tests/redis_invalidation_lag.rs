@@ -4,11 +4,13 @@
 //! once, another process's invalidation is applied as soon as Redis's message about it
 //! arrives (not a lag later), and a server that stops answering stops the kept pages.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use axum::{Extension, Router, extract::State, routing::get};
 use cache_page_runtime::{Cache, RedisStore, cache_page, keys::path_key};
-use cache_page_tests::{Hits, RedisServer, eventually, fetch, patient_cache, unique_namespace};
+use cache_page_tests::{
+    Hits, RedisServer, eventually, fetch, patient_cache, unique_namespace, until_a_hit_runs,
+};
 
 #[cache_page(timeout = 60, key = path_key, group = "g", prefix = "p")]
 async fn page(State(hits): State<Hits>) -> String {
@@ -80,22 +82,7 @@ const PATIENT: Duration = Duration::from_secs(5);
 /// Fetches until a hit makes the server run no command at all (at most 10 s): the
 /// page is kept in process and a recent enough `PING` is answered.
 async fn until_a_hit_sends_nothing(server: &RedisServer, app: &Router) -> String {
-    let mut body = String::new();
-    eventually(
-        Duration::from_secs(10),
-        "a hit sends nothing to Redis",
-        async || {
-            let mut hit = None;
-            let commands = server
-                .commands_during(async || hit = Some(fetch(app, URI).await))
-                .await;
-            let hit = hit.expect("fetched");
-            body = hit.text();
-            hit.is_hit() && commands.is_empty()
-        },
-    )
-    .await;
-    body
+    until_a_hit_runs(server, app, URI, &BTreeMap::new()).await
 }
 
 #[tokio::test]
