@@ -109,8 +109,11 @@ impl Barrier {
     /// [`confirm`](Self::confirm). An error when the connection failed, timed out or
     /// was closed meanwhile.
     pub(crate) async fn pass(&self) -> Result<(), Error> {
-        if self.lag > 0 && self.recent_enough() {
-            return Ok(());
+        if self.lag > 0 {
+            if self.recent_enough() {
+                return Ok(());
+            }
+            crate::telemetry::lag_wait();
         }
         self.confirm().await
     }

@@ -677,8 +677,9 @@ impl RedisStoreBuilder {
     /// When no answered `PING` is that recent, a hit waits as it would with no lag.
     /// So choose a lag several times the `PING`'s round trip under load: in the load
     /// benchmark, on 2 shared cores, a fifth of the hits still waited with 1 ms, one in
-    /// a hundred with 5 ms (see BENCHMARKS.md). A few milliseconds are far below what
-    /// a user can tell from an instant change.
+    /// a hundred with 5 ms (see BENCHMARKS.md); the `cache_page_lag_waits_total`
+    /// counter (with the `metrics` feature) counts such hits in production. A few
+    /// milliseconds are far below what a user can tell from an instant change.
     /// (`CACHE_PAGE_REDIS_INVALIDATION_LAG_MS` sets it for
     /// [`Cache::from_env`](crate::Cache::from_env).)
     ///

@@ -10,6 +10,7 @@
 //! | `cache_page_invalidations_total`      | counter   | `kind`: `group`, `path`, `url`, `prefix`, `tag`, `key` |
 //! | `cache_page_lookup_duration_seconds`  | histogram | |
 //! | `cache_page_circuit_open`             | gauge     | 1 while the store's circuit breaker is open |
+//! | `cache_page_lag_waits_total`          | counter   | hits on a page a `RedisStore` keeps in process that found its `invalidation_lag` run out and waited for a `PING` (a lag too short for the `PING`'s round trip shows here) |
 //!
 //! With no `metrics` recorder installed, or without the `metrics` feature, these cost
 //! nothing; trace events cost nothing when no subscriber listens at their level.
@@ -104,6 +105,13 @@ pub(crate) fn invalidated(kind: &'static str, name: &str, version: u64) {
     tracing::debug!(kind, name, version, "cache-page invalidated");
     #[cfg(feature = "metrics")]
     metrics::counter!("cache_page_invalidations_total", "kind" => kind).increment(1);
+}
+
+/// A hit under an invalidation lag found no recent enough `PING`: it waits for one.
+#[cfg(feature = "redis")]
+pub(crate) fn lag_wait() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("cache_page_lag_waits_total").increment(1);
 }
 
 pub(crate) fn circuit(open: bool) {

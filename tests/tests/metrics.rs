@@ -2,11 +2,13 @@
 //! bypasses, invalidations and lookup durations, under the documented names. (Its own
 //! binary: a recorder is installed once per process.)
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 use axum::{Extension, Router, http::Method, routing::get};
-use cache_page_runtime::{Cache, MemoryStore, cache_page};
-use cache_page_tests::{fetch, request};
+use cache_page_runtime::{Cache, MemoryStore, RedisStore, cache_page};
+use cache_page_tests::{
+    RedisServer, fetch, patient_cache, request, unique_namespace, until_a_hit_is_one,
+};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
 #[cache_page(timeout = 60, group = "m")]
@@ -84,4 +86,34 @@ async fn the_documented_metrics_are_recorded() {
         "one per lookup: {counters:?}"
     );
     assert_eq!(get("cache_page_errors_total{op=lookup}"), 0);
+    assert_eq!(get("cache_page_lag_waits_total{}"), 0);
+
+    // A `RedisStore` whose invalidation lag is far shorter than a `PING`'s round trip:
+    // every hit on its kept page finds the lag run out and waits, and says so.
+    let Some(server) = RedisServer::start_private("metrics_lag_waits") else {
+        return;
+    };
+    let store = RedisStore::builder(server.url())
+        .namespace(unique_namespace("metrics_lag_waits"))
+        .command_timeout(Duration::from_secs(5))
+        .invalidation_lag(Duration::from_nanos(1_000))
+        .build()
+        .expect("a valid URL");
+    let app = Router::new()
+        .route("/page", axum::routing::get(page))
+        .layer(Extension(patient_cache(store)));
+    fetch(&app, "/page").await;
+    until_a_hit_is_one(&server, &app, "/page", "ping").await;
+    // Each snapshot takes the counts since the one before.
+    let waited = since_last(&snapshotter, "cache_page_lag_waits_total{}");
+    assert!(waited >= 1, "the hit that sent its PING waited for it");
+    for _ in 0..3 {
+        assert!(fetch(&app, "/page").await.is_hit());
+    }
+    assert_eq!(since_last(&snapshotter, "cache_page_lag_waits_total{}"), 3);
+}
+
+/// The counter `name` since the last snapshot (a snapshot takes the counts).
+fn since_last(snapshotter: &metrics_util::debugging::Snapshotter, name: &str) -> u64 {
+    counters(snapshotter).get(name).copied().unwrap_or(0)
 }
