@@ -173,8 +173,6 @@ pub struct RedisStore {
     decoded: Arc<Decoded>,
     /// How long redis-rs waits for an answer: past it, an [`Error::Timeout`].
     command_timeout: Duration,
-    /// See [`RedisStoreBuilder::invalidation_lag`].
-    invalidation_lag: Duration,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -186,7 +184,13 @@ impl std::fmt::Debug for RedisStore {
                 "near_cache_bytes",
                 &self.tracking.as_ref().map_or(0, |t| t.near_cache_bytes()),
             )
-            .field("invalidation_lag", &self.invalidation_lag)
+            .field(
+                "invalidation_lag",
+                &self
+                    .tracking
+                    .as_ref()
+                    .map_or(Duration::ZERO, |t| t.invalidation_lag()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -302,7 +306,8 @@ impl RedisStore {
     /// time. (A page no longer kept was dropped by that news already, or is read from
     /// Redis by the next hit.)
     async fn settle(&self, page: Option<&str>) {
-        if self.invalidation_lag.is_zero() {
+        let lagging = (self.tracking.as_ref()).is_some_and(|t| !t.invalidation_lag().is_zero());
+        if !lagging {
             return;
         }
         let Some(link) = self.link() else { return };
@@ -739,7 +744,6 @@ impl RedisStoreBuilder {
             round_trips,
             decoded: Arc::new(Decoded::new()),
             command_timeout: self.command_timeout,
-            invalidation_lag: self.invalidation_lag,
         })
     }
 }

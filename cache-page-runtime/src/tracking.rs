@@ -291,6 +291,11 @@ impl Tracking {
         self.near_cache_bytes
     }
 
+    /// See [`RedisStoreBuilder::invalidation_lag`](crate::RedisStoreBuilder::invalidation_lag).
+    pub(crate) fn invalidation_lag(&self) -> Duration {
+        self.timeouts.lag
+    }
+
     /// How many tracking connections were made so far.
     pub(crate) fn connections(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
