@@ -8,7 +8,7 @@ use crate::{Cache, Error, MemoryStore};
 ///
 /// | variable                         | meaning                                            | default |
 /// |----------------------------------|----------------------------------------------------|---------|
-/// | `CACHE_PAGE_REDIS_URL`, `REDIS_URL` | the Redis to use (the first one set); unset: in process | unset |
+/// | `CACHE_PAGE_REDIS_URL`, `REDIS_URL` | the Redis to use (the first one set; without the `redis` feature, `REDIS_URL` is not read and `CACHE_PAGE_REDIS_URL` is an error); unset: in process | unset |
 /// | `CACHE_PAGE_NAMESPACE`           | the namespace of every Redis key                   | `cache-page` |
 /// | `CACHE_PAGE_COMMAND_TIMEOUT_MS`  | longest wait for one Redis command (above 0)       | `250` |
 /// | `CACHE_PAGE_REDIS_TRACKING`      | `off`: hits read the versions too (one `MGET`), as behind a proxy that drops Redis's invalidation messages | `on` |
@@ -129,10 +129,12 @@ impl Cache {
         let max_bytes = number("CACHE_PAGE_MEMORY_MAX_BYTES")?;
 
         // `REDIS_URL` is read only when `CACHE_PAGE_REDIS_URL` is unset: it may be set
-        // for another program, in a form this one does not take.
+        // for another program, in a form this one does not take. For the same reason a
+        // build without the `redis` feature leaves it alone.
         let url = match var("CACHE_PAGE_REDIS_URL") {
             Some(url) => Some(("CACHE_PAGE_REDIS_URL", url)),
-            None => var("REDIS_URL").map(|url| ("REDIS_URL", url)),
+            None if cfg!(feature = "redis") => var("REDIS_URL").map(|url| ("REDIS_URL", url)),
+            None => None,
         };
         let mut builder = match url {
             #[cfg(feature = "redis")]
@@ -248,6 +250,7 @@ mod tests {
         assert_eq!(cache.lock_wait(), None);
     }
 
+    #[cfg(feature = "redis")]
     #[tokio::test]
     async fn a_redis_url_selects_redis() {
         let cache = cache(&[
@@ -260,6 +263,7 @@ mod tests {
         assert!(format!("{:?}", cache.store()).contains("near_cache_bytes: 33554432"));
     }
 
+    #[cfg(feature = "redis")]
     #[tokio::test]
     async fn the_near_cache_can_be_sized_or_turned_off() {
         for (value, shown) in [
@@ -284,6 +288,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "redis")]
     #[tokio::test]
     async fn the_invalidation_lag_is_read_in_milliseconds() {
         let plain = cache(&[("REDIS_URL", "redis://127.0.0.1:1/")]).unwrap();
@@ -310,6 +315,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "redis")]
     #[tokio::test]
     async fn tracking_can_be_turned_off() {
         let untracked = cache(&[
@@ -351,7 +357,7 @@ mod tests {
             err.to_string(),
             "invalid value \"soon\" for CACHE_PAGE_TIMEOUT_MS"
         );
-        assert!(cache(&[("REDIS_URL", "not a url")]).is_err());
+        assert!(cache(&[("CACHE_PAGE_REDIS_URL", "not a url")]).is_err());
     }
 
     fn invalid(err: Error) -> (String, String) {
@@ -361,6 +367,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "redis")]
     #[test]
     fn a_malformed_redis_url_names_its_variable() {
         for name in ["CACHE_PAGE_REDIS_URL", "REDIS_URL"] {
@@ -379,6 +386,7 @@ mod tests {
         assert_eq!(invalid(err.unwrap_err()).0, "CACHE_PAGE_REDIS_URL");
     }
 
+    #[cfg(feature = "redis")]
     #[test]
     fn a_malformed_redis_url_does_not_show_its_password() {
         let err = cache(&[("REDIS_URL", "redis://app:hunter2@host:99999/0")]).unwrap_err();
@@ -388,6 +396,31 @@ mod tests {
                 "REDIS_URL".to_owned(),
                 "redis://app:***@host:99999/0".to_owned()
             )
+        );
+    }
+
+    #[cfg(not(feature = "redis"))]
+    #[test]
+    fn without_the_redis_feature_only_our_own_url_is_an_error() {
+        // Ours asks for a store this build does not have: an error, password hidden.
+        let err = cache(&[("CACHE_PAGE_REDIS_URL", "redis://app:hunter2@host/0")]).unwrap_err();
+        assert_eq!(
+            invalid(err),
+            (
+                "CACHE_PAGE_REDIS_URL (this build has no `redis` feature)".to_owned(),
+                "redis://app:***@host/0".to_owned()
+            )
+        );
+        // `REDIS_URL` may be another program's: not read, the pages stay in process.
+        let cache = cache(&[("REDIS_URL", "redis://127.0.0.1:1/")]).unwrap();
+        assert!(format!("{:?}", cache.store()).starts_with("MemoryStore"));
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_password("redis://app:hunter2@host:99999/0"),
+            "redis://app:***@host:99999/0"
         );
         assert_eq!(redact_password("redis://host:1/0"), "redis://host:1/0");
         assert_eq!(redact_password("redis://user@host/"), "redis://user@host/");

@@ -168,6 +168,7 @@ mod tests {
     use super::*;
 
     /// The error and its sources, `a: b: c`, as a reporter prints them.
+    #[cfg(feature = "redis")]
     fn chain(err: &dyn std::error::Error) -> String {
         std::iter::successors(Some(err), |err| err.source())
             .map(ToString::to_string)
