@@ -4,6 +4,7 @@
 use std::{
     cell::RefCell,
     sync::{Arc, LazyLock},
+    time::Duration,
 };
 
 use axum::{body::Body, response::Response};
@@ -86,6 +87,7 @@ pub(crate) fn hit(
         Served::Hit => Outcome::Hit,
         Served::Collapsed => Outcome::Collapsed,
     });
+    let left = remaining(entry.ttl, age);
     let age = age.as_secs();
     let status_name = cache.cache_status();
     // Preconditions apply only to what would be a 2xx (RFC 9110 §13.2.1).
@@ -126,7 +128,7 @@ pub(crate) fn hit(
         // Negative once stale (RFC 9211 §2.4); a superseded page is stale already.
         let ttl = match served {
             Served::Superseded => 0,
-            _ => entry.ttl.as_secs() as i64 - age as i64,
+            _ => left,
         };
         let value = status_value(name, served, ttl);
         let value = match value {
@@ -150,6 +152,21 @@ pub(crate) fn hit(
         }
     }
     response
+}
+
+/// The freshness an entry of `ttl` has left at `age`, in whole seconds for
+/// `Cache-Status`: while fresh, the `ttl` less the `Age` the hit sends (so that the
+/// two agree); once stale, minus the seconds past, rounded up, so that a stale page
+/// never shows `ttl=0` (RFC 9211 §2.4).
+fn remaining(ttl: Duration, age: Duration) -> i64 {
+    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    if age < ttl {
+        secs(ttl) - secs(age)
+    } else {
+        let past = age - ttl;
+        let rounded_up = secs(past).saturating_add(i64::from(past.subsec_nanos() > 0));
+        -rounded_up.max(1)
+    }
 }
 
 /// Entries whose head each thread keeps, and the largest body of such an entry: the
@@ -396,6 +413,41 @@ mod tests {
         let first = status_value("cache-page", Served::Hit, 42).unwrap();
         let again = status_value("cache-page", Served::Hit, 42).unwrap();
         assert_eq!(first.as_bytes().as_ptr(), again.as_bytes().as_ptr());
+    }
+
+    #[test]
+    fn a_stale_page_has_a_negative_ttl() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        // Fresh: the ttl less the whole seconds of `Age`, as the headers tell it.
+        assert_eq!(remaining(s(60), ms(5_300)), 55);
+        assert_eq!(remaining(s(1), ms(999)), 1);
+        // Stale: never 0, whatever the rounding.
+        assert_eq!(remaining(s(1), s(1)), -1);
+        assert_eq!(remaining(s(1), ms(1_500)), -1);
+        assert_eq!(remaining(s(1), s(2)), -1);
+        assert_eq!(remaining(s(1), ms(2_001)), -2);
+        assert_eq!(remaining(s(0), ms(10)), -1);
+    }
+
+    #[tokio::test]
+    async fn a_stale_hit_says_how_stale_in_its_status() {
+        let cache = Cache::builder(crate::MemoryStore::new()).build();
+        let mut stale = entry(&[("content-type", "text/html")]);
+        stale.ttl = Duration::from_secs(1);
+        stale.grace = Duration::from_secs(60);
+        let stale = Arc::new(stale);
+        let (get, _) = http::Request::get("/").body(()).unwrap().into_parts();
+        // Half a second past its freshness: `Age: 1` on a 1 s timeout, yet stale.
+        let response = hit(
+            &cache,
+            &stale,
+            &get,
+            Served::Hit,
+            Now(stale.created_ms + 1_500),
+        );
+        assert_eq!(response.headers()[header::AGE], "1");
+        assert_eq!(response.headers()[CACHE_STATUS], "cache-page; hit; ttl=-1");
     }
 
     fn entry(headers: &[(&'static str, &'static str)]) -> Entry {
