@@ -87,15 +87,16 @@ impl Cache {
     /// assert!(matches!(err, Error::InvalidConfig { variable, .. } if variable == "CACHE_PAGE_COMMAND_TIMEOUT_MS"));
     /// ```
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Cache, Error> {
-        let invalid = |name: &str, value: String| Error::InvalidConfig {
+        let invalid = |name: &str, value: String, reason: &str| Error::InvalidConfig {
             variable: name.to_owned(),
             value,
+            reason: reason.to_owned(),
         };
         let number = |name: &str| -> Result<Option<u64>, Error> {
             var(name)
                 .map(|value| match value.trim().parse::<u64>() {
                     Ok(n) => Ok(n),
-                    Err(_) => Err(invalid(name, value)),
+                    Err(_) => Err(invalid(name, value, "not a whole number")),
                 })
                 .transpose()
         };
@@ -103,7 +104,11 @@ impl Cache {
         // whether the store answers on its first poll: refused.
         let millis = |name: &str| -> Result<Option<Duration>, Error> {
             match number(name)? {
-                Some(0) => Err(invalid(name, var(name).unwrap_or_default())),
+                Some(0) => Err(invalid(
+                    name,
+                    var(name).unwrap_or_default(),
+                    "a wait of 0 ms is not allowed",
+                )),
                 n => Ok(n.map(Duration::from_millis)),
             }
         };
@@ -115,7 +120,11 @@ impl Cache {
             .map(|value| match value.trim() {
                 "on" | "true" | "1" => Ok(true),
                 "off" | "false" | "0" => Ok(false),
-                _ => Err(invalid("CACHE_PAGE_REDIS_TRACKING", value)),
+                _ => Err(invalid(
+                    "CACHE_PAGE_REDIS_TRACKING",
+                    value,
+                    "expected on or off",
+                )),
             })
             .transpose()?;
         let near_cache_bytes = number("CACHE_PAGE_REDIS_NEAR_CACHE_BYTES")?;
@@ -158,7 +167,7 @@ impl Cache {
                 // Building fails only on a malformed URL.
                 let store = store
                     .build()
-                    .map_err(|_| invalid(name, redact_password(&url)))?;
+                    .map_err(|_| invalid(name, redact_password(&url), NOT_A_REDIS_URL))?;
                 Cache::builder(store)
             }
             #[cfg(not(feature = "redis"))]
@@ -172,8 +181,9 @@ impl Cache {
                     invalidation_lag,
                 );
                 return Err(Error::InvalidConfig {
-                    variable: format!("{name} (this build has no `redis` feature)"),
+                    variable: name.to_owned(),
                     value: redact_password(&url),
+                    reason: "this build has no `redis` feature".to_owned(),
                 });
             }
             None => {
@@ -206,6 +216,11 @@ impl Cache {
         Ok(builder.build())
     }
 }
+
+/// Why a Redis URL the store's builder refused is wrong.
+#[cfg(feature = "redis")]
+const NOT_A_REDIS_URL: &str =
+    "not a Redis URL (redis://[user:password@]host[:port][/db], rediss://…, redis+unix:///path)";
 
 /// `url` with the password of its user information, if any, replaced by `***`: a
 /// malformed URL is shown in an error, which may be logged.
@@ -284,7 +299,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid value \"lots\" for CACHE_PAGE_REDIS_NEAR_CACHE_BYTES"
+            "invalid value \"lots\" for CACHE_PAGE_REDIS_NEAR_CACHE_BYTES: not a whole number"
         );
     }
 
@@ -311,7 +326,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid value \"1.5\" for CACHE_PAGE_REDIS_INVALIDATION_LAG_MS"
+            "invalid value \"1.5\" for CACHE_PAGE_REDIS_INVALIDATION_LAG_MS: not a whole number"
         );
     }
 
@@ -331,7 +346,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid value \"maybe\" for CACHE_PAGE_REDIS_TRACKING"
+            "invalid value \"maybe\" for CACHE_PAGE_REDIS_TRACKING: expected on or off"
         );
     }
 
@@ -355,14 +370,16 @@ mod tests {
         let err = cache(&[("CACHE_PAGE_TIMEOUT_MS", "soon")]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid value \"soon\" for CACHE_PAGE_TIMEOUT_MS"
+            "invalid value \"soon\" for CACHE_PAGE_TIMEOUT_MS: not a whole number"
         );
         assert!(cache(&[("CACHE_PAGE_REDIS_URL", "not a url")]).is_err());
     }
 
     fn invalid(err: Error) -> (String, String) {
         match err {
-            Error::InvalidConfig { variable, value } => (variable, value),
+            Error::InvalidConfig {
+                variable, value, ..
+            } => (variable, value),
             other => panic!("not InvalidConfig: {other:?}"),
         }
     }
@@ -374,7 +391,7 @@ mod tests {
             let err = cache(&[(name, "notaurl")]).unwrap_err();
             assert_eq!(
                 err.to_string(),
-                format!("invalid value \"notaurl\" for {name}")
+                format!("invalid value \"notaurl\" for {name}: {NOT_A_REDIS_URL}")
             );
             assert_eq!(invalid(err), (name.to_owned(), "notaurl".to_owned()));
         }
@@ -405,11 +422,9 @@ mod tests {
         // Ours asks for a store this build does not have: an error, password hidden.
         let err = cache(&[("CACHE_PAGE_REDIS_URL", "redis://app:hunter2@host/0")]).unwrap_err();
         assert_eq!(
-            invalid(err),
-            (
-                "CACHE_PAGE_REDIS_URL (this build has no `redis` feature)".to_owned(),
-                "redis://app:***@host/0".to_owned()
-            )
+            err.to_string(),
+            "invalid value \"redis://app:***@host/0\" for CACHE_PAGE_REDIS_URL: \
+             this build has no `redis` feature"
         );
         // `REDIS_URL` may be another program's: not read, the pages stay in process.
         let cache = cache(&[("REDIS_URL", "redis://127.0.0.1:1/")]).unwrap();
@@ -459,7 +474,10 @@ mod tests {
             "CACHE_PAGE_LOCK_MS",
         ] {
             let err = cache(&[(name, "0")]).unwrap_err();
-            assert_eq!(err.to_string(), format!("invalid value \"0\" for {name}"));
+            assert_eq!(
+                err.to_string(),
+                format!("invalid value \"0\" for {name}: a wait of 0 ms is not allowed")
+            );
             assert_eq!(invalid(err), (name.to_owned(), "0".to_owned()));
         }
         // Zero bytes is a size, not a timeout: the near cache turned off.

@@ -68,12 +68,14 @@ pub enum Error {
 
     /// A configuration value (such as an environment variable read by
     /// [`Cache::from_env`](crate::Cache::from_env)) is malformed.
-    #[error("invalid value {value:?} for {variable}")]
+    #[error("invalid value {value:?} for {variable}: {reason}")]
     InvalidConfig {
         /// The variable.
         variable: String,
-        /// Its value.
+        /// Its value (a Redis URL's password replaced by `***`).
         value: String,
+        /// Why it was refused, such as `not a whole number`.
+        reason: String,
     },
 
     /// A URL given to an invalidation could not be parsed.
