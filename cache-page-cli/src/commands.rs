@@ -54,7 +54,7 @@ impl Ctx {
     /// The store is lazy: nothing is sent to Redis before the first command, so
     /// commands that need no Redis (`key --version`) never touch it.
     fn new(cli: &Cli) -> Result<Ctx, CliError> {
-        let url = input::redact_url(&cli.redis_url);
+        let url = cache_page_runtime::redact_url(&cli.redis_url);
         let store = RedisStore::builder(cli.redis_url.as_str())
             .namespace(cli.namespace.as_str())
             .connect_timeout(cli.timeout)

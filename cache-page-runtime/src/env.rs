@@ -167,7 +167,7 @@ impl Cache {
                 // Building fails only on a malformed URL.
                 let store = store
                     .build()
-                    .map_err(|_| invalid(name, redact_password(&url), NOT_A_REDIS_URL))?;
+                    .map_err(|_| invalid(name, redact_url(&url), NOT_A_REDIS_URL))?;
                 Cache::builder(store)
             }
             #[cfg(not(feature = "redis"))]
@@ -182,7 +182,7 @@ impl Cache {
                 );
                 return Err(Error::InvalidConfig {
                     variable: name.to_owned(),
-                    value: redact_password(&url),
+                    value: redact_url(&url),
                     reason: "this build has no `redis` feature".to_owned(),
                 });
             }
@@ -222,23 +222,58 @@ impl Cache {
 const NOT_A_REDIS_URL: &str =
     "not a Redis URL (redis://[user:password@]host[:port][/db], rediss://…, redis+unix:///path)";
 
-/// `url` with the password of its user information, if any, replaced by `***`: a
-/// malformed URL is shown in an error, which may be logged.
-fn redact_password(url: &str) -> String {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    let rest = &url[after_scheme..];
-    // The user information ends at the last `@` before the path.
-    let authority = rest.find('/').map_or(rest, |i| &rest[..i]);
-    match authority.rfind('@') {
-        Some(at) => match authority[..at].find(':') {
-            Some(colon) => format!(
-                "{}***{}",
-                &url[..after_scheme + colon + 1],
-                &url[after_scheme + at..]
-            ),
-            None => url.to_owned(),
+/// A Redis URL with its passwords replaced by `***`, for logs and error messages: the
+/// user information's (`redis://user:***@host`) and a `pass` or `password` query
+/// parameter's (`redis+unix:///run/redis.sock?pass=***`).
+///
+/// It is meant for URLs that may be malformed (a URL that did not parse is the one an
+/// error shows), so it relies on no parser: the user information ends at the last
+/// `@`, wherever it is, and a string without a scheme is read as one without it.
+/// When in doubt it hides more, never less.
+///
+/// ```
+/// use cache_page_runtime::redact_url;
+///
+/// assert_eq!(redact_url("redis://app:hunter2@cache:6379/1"), "redis://app:***@cache:6379/1");
+/// assert_eq!(redact_url("redis://cache:6379"), "redis://cache:6379");
+/// assert_eq!(
+///     redact_url("redis+unix:///run/redis.sock?db=1&pass=hunter2"),
+///     "redis+unix:///run/redis.sock?db=1&pass=***"
+/// );
+/// // Malformed: a `/` in the password, no scheme.
+/// assert_eq!(redact_url("redis://app:hun/ter2@cache"), "redis://app:***@cache");
+/// assert_eq!(redact_url("app:hunter2@cache"), "app:***@cache");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let rest = match rest.rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!("{}***{}", &rest[..=colon], &rest[at..]),
+            None => rest.to_owned(),
         },
-        None => url.to_owned(),
+        None => rest.to_owned(),
+    };
+    let rest = match rest.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if name == "pass" || name == "password" => {
+                        format!("{name}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => rest,
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{rest}"),
+        None => rest,
     }
 }
 
@@ -434,12 +469,33 @@ mod tests {
     #[test]
     fn passwords_are_redacted() {
         assert_eq!(
-            redact_password("redis://app:hunter2@host:99999/0"),
+            redact_url("redis://app:hunter2@host:99999/0"),
             "redis://app:***@host:99999/0"
         );
-        assert_eq!(redact_password("redis://host:1/0"), "redis://host:1/0");
-        assert_eq!(redact_password("redis://user@host/"), "redis://user@host/");
-        assert_eq!(redact_password("a:b@c"), "a:***@c");
+        assert_eq!(redact_url("redis://host:1/0"), "redis://host:1/0");
+        assert_eq!(redact_url("redis://user@host/"), "redis://user@host/");
+        assert_eq!(redact_url("a:b@c"), "a:***@c");
+        assert_eq!(
+            redact_url("redis://:secret@cache:6379/1"),
+            "redis://:***@cache:6379/1"
+        );
+        // An `@`, `/`, `?` or `#` in a password (a malformed URL) is hidden with it.
+        for url in [
+            "redis://app:s3:cr@t@cache/0",
+            "redis://app:s3/cr?t@cache/0",
+            "redis://app:s3#cr@cache/0",
+        ] {
+            assert_eq!(redact_url(url), "redis://app:***@cache/0", "{url}");
+        }
+        assert_eq!(
+            redact_url("redis+unix:///run/redis.sock?db=1&pass=secret"),
+            "redis+unix:///run/redis.sock?db=1&pass=***"
+        );
+        assert_eq!(
+            redact_url("rediss://cache/0?password=secret&protocol=resp3"),
+            "rediss://cache/0?password=***&protocol=resp3"
+        );
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 
     #[test]

@@ -212,7 +212,7 @@ pub use crate::{
     },
     config::{IntoTimeout, PageConfig},
     entry::{Entry, VaryIndex},
-    env::VARIABLES as ENV_VARIABLES,
+    env::{VARIABLES as ENV_VARIABLES, redact_url},
     error::Error,
     key::{KeyFn, hash_key, key_preimage},
     layer::{CachePage, CachePageLayer},
