@@ -468,6 +468,17 @@ impl MemoryStore {
         }
     }
 
+    /// This thread's copy of `page`, if it has a current one, fresh at `now`, that
+    /// `serves` takes (see `replica::fresh_copy`): a hit without a [`Lookup`].
+    pub(crate) fn fresh_copy(
+        &self,
+        page: &PageKey<'_>,
+        now: Now,
+        serves: impl FnOnce(&Entry, &[u64]) -> bool,
+    ) -> Option<Arc<Entry>> {
+        replica::fresh_copy(self.generation.as_ref()?, page, now, serves)
+    }
+
     /// A lookup in the store itself.
     fn read(&self, page: PageKey<'_>) -> Lookup {
         let hash = page.hash_at(

@@ -224,6 +224,28 @@ pub(crate) fn lookup(
     lookup
 }
 
+/// This thread's copy of `page` in a store whose generation is `generation`, if it
+/// has one that is current, fresh at `now`, and that `serves` (given the copy and the
+/// versions it was found at) takes: the entry alone. A hit on a fresh copy needs
+/// neither the page's hash nor its versions, so this clones neither, where a
+/// [`lookup`] clones both.
+pub(crate) fn fresh_copy(
+    generation: &Generation,
+    page: &PageKey<'_>,
+    now: Now,
+    serves: impl FnOnce(&Entry, &[u64]) -> bool,
+) -> Option<Arc<Entry>> {
+    let at = generation.read();
+    let place = Place::of(page);
+    with_table(|table| {
+        let slot = table.slots[place.index].as_ref()?;
+        (slot.is_for(generation.store, at, page)
+            && !slot.copy.is_stale(now)
+            && serves(&slot.copy, &slot.versions))
+        .then(|| Arc::clone(&slot.copy))
+    })
+}
+
 /// This thread's copy of `page` in the store numbered `store` (see [`store_number`]),
 /// as a lookup, if it has one made at `at` that is fresh at `now`: for a store that
 /// keeps its own generation, and checks it again after waiting (the `RedisStore`,

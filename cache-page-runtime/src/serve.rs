@@ -109,6 +109,23 @@ where
     // The wall clock times the lookup, and its second reading is the request's `now`:
     // two clock reads for both, not three.
     let started = SystemTime::now();
+    // A fresh page of this thread's own copies, usable at this URL and varying on
+    // nothing, is served as below without the lookup's hash and versions, which
+    // only a miss, a stale page or a page that varies needs.
+    if !refresh
+        && let Some(store) = cache.in_process()
+        && let Some(entry) = store.fresh_copy(&page, Now::at(started), |entry, versions| {
+            entry.vary.is_none() && usable(entry, versions, url, Now::at(started))
+        })
+    {
+        let finished = SystemTime::now();
+        telemetry::lookup_took(finished.duration_since(started).unwrap_or_default());
+        let now = Now::at(finished);
+        // Past its timeout between the two readings: the stale path below.
+        if !entry.is_stale(now) {
+            return hit(&cache, &entry, &parts, Served::Hit, now);
+        }
+    }
     let lookup = match cache.in_process() {
         // Answered at once, and it cannot fail: no breaker, no timer, no boxed future.
         Some(store) => Ok(store.lookup_now(page, Now::at(started))),
