@@ -6,7 +6,7 @@
 use axum::{
     Extension, Router,
     extract::State,
-    http::{HeaderMap, Request, Uri, header},
+    http::{HeaderMap, Request, StatusCode, Uri, header},
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -43,9 +43,19 @@ async fn slug(State(hits): State<Hits>, uri: Uri) -> String {
     format!("{uri} run {}", hits.bump())
 }
 
+/// Stored once, then failing: a 503 is not stored, so nothing replaces the page.
+#[cache_page(timeout = 60)]
+async fn fails_after_first(State(hits): State<Hits>) -> Response {
+    match hits.bump() {
+        1 => "run 1".into_response(),
+        run => (StatusCode::SERVICE_UNAVAILABLE, format!("down {run}")).into_response(),
+    }
+}
+
 fn app(cache: &Cache, hits: &Hits) -> Router {
     Router::new()
         .route("/maybe/{slug}", get(slug))
+        .route("/flaky", get(fails_after_first))
         .route("/p", get(varying))
         .route("/q", get(varying))
         .route("/prefixed/{n}", get(prefixed))
@@ -168,7 +178,29 @@ async fn a_path_whatever_its_encoding(cache: Cache) {
     assert_cached(&app, &cafe, true).await;
 }
 
+/// An invalidated page that nothing replaces is found by every later lookup, at the
+/// path version it was stored at: it must never be served again, however often it is
+/// found (a store that keeps each thread's own copy of a page found twice copies it).
+async fn an_invalidated_page_stays_unserved_while_nothing_replaces_it(cache: Cache) {
+    let hits = Hits::new();
+    let app = app(&cache, &hits);
+    assert_eq!(fetch(&app, "/flaky").await.text(), "run 1");
+    for _ in 0..3 {
+        assert!(fetch(&app, "/flaky").await.is_hit());
+    }
+    cache.invalidate_path("/flaky").await.expect("invalidated");
+    for run in 2..8 {
+        let reply = fetch(&app, "/flaky").await;
+        assert_eq!(
+            reply.text(),
+            format!("down {run}"),
+            "the invalidated page came back"
+        );
+    }
+}
+
 both_stores!(
+    an_invalidated_page_stays_unserved_while_nothing_replaces_it,
     a_path_whatever_its_encoding,
     a_path_with_every_query_and_variant,
     one_url_whatever_the_parameter_order,
