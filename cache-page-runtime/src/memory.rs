@@ -8,7 +8,7 @@ use std::{
 use crate::{
     Entry, Error,
     entry::{Now, unix_ms},
-    replica::{self, Generation},
+    replica::{self, Answer, Generation},
     store::{BoxFuture, Lookup, PageKey, SoftRecord, Store, Superseded, Version, version_seed},
 };
 
@@ -468,15 +468,20 @@ impl MemoryStore {
         }
     }
 
-    /// This thread's copy of `page`, if it has a current one, fresh at `now`, that
-    /// `serves` takes (see `replica::fresh_copy`): a hit without a [`Lookup`].
-    pub(crate) fn fresh_copy(
+    /// [`lookup_now`](Self::lookup_now), but a fresh copy of this thread's that `serves`
+    /// takes comes alone (see `replica::lookup_or_copy`).
+    pub(crate) fn lookup_or_copy(
         &self,
-        page: &PageKey<'_>,
+        page: PageKey<'_>,
         now: Now,
         serves: impl FnOnce(&Entry, &[u64]) -> bool,
-    ) -> Option<Arc<Entry>> {
-        replica::fresh_copy(self.generation.as_ref()?, page, now, serves)
+    ) -> Answer {
+        match &self.generation {
+            Some(generation) => {
+                replica::lookup_or_copy(generation, &page, now, serves, || self.read(page))
+            }
+            None => Answer::Lookup(self.read(page)),
+        }
     }
 
     /// A lookup in the store itself.

@@ -136,6 +136,15 @@ impl Slot {
         }
     }
 
+    /// The lookup that found this copy, with the copy as its entry.
+    fn lookup(&self) -> Lookup {
+        Lookup {
+            hash: self.hash.clone(),
+            entry: Some(Arc::clone(&self.copy)),
+            scopes: self.versions.clone(),
+        }
+    }
+
     /// Whether the slot is for this page of this store, at generation `at`.
     fn is_for(&self, store: u64, at: u64, page: &PageKey<'_>) -> bool {
         self.store == store
@@ -224,25 +233,38 @@ pub(crate) fn lookup(
     lookup
 }
 
-/// This thread's copy of `page` in a store whose generation is `generation`, if it
-/// has one that is current, fresh at `now`, and that `serves` (given the copy and the
-/// versions it was found at) takes: the entry alone. A hit on a fresh copy needs
-/// neither the page's hash nor its versions, so this clones neither, where a
-/// [`lookup`] clones both.
-pub(crate) fn fresh_copy(
+/// What [`lookup_or_copy`] found.
+pub(crate) enum Answer {
+    /// This thread's copy of the page, alone.
+    Copy(Arc<Entry>),
+    /// A lookup, as [`lookup`] makes it.
+    Lookup(Lookup),
+}
+
+/// [`lookup`], but a current copy, fresh at `now`, that `serves` takes (given the copy
+/// and the versions it was found at) comes alone: a hit on it needs neither the page's
+/// hash nor its versions, which a [`Lookup`] would clone.
+pub(crate) fn lookup_or_copy(
     generation: &Generation,
     page: &PageKey<'_>,
     now: Now,
     serves: impl FnOnce(&Entry, &[u64]) -> bool,
-) -> Option<Arc<Entry>> {
+    read: impl FnOnce() -> Lookup,
+) -> Answer {
     let at = generation.read();
     let place = Place::of(page);
-    with_table(|table| {
-        let slot = table.slots[place.index].as_ref()?;
-        (slot.is_for(generation.store, at, page)
-            && !slot.copy.is_stale(now)
-            && serves(&slot.copy, &slot.versions))
-        .then(|| Arc::clone(&slot.copy))
+    let copied = with_table(|table| {
+        let slot = current(table, generation.store, at, page, place, now)?;
+        Some(if serves(&slot.copy, &slot.versions) {
+            Answer::Copy(Arc::clone(&slot.copy))
+        } else {
+            Answer::Lookup(slot.lookup())
+        })
+    });
+    copied.unwrap_or_else(|| {
+        let lookup = read();
+        offer(generation.store, at, page, place, &lookup, now);
+        Answer::Lookup(lookup)
     })
 }
 
@@ -265,17 +287,21 @@ pub(crate) fn offer_at(store: u64, at: u64, page: &PageKey<'_>, lookup: &Lookup,
 /// This thread's copy of `page`, as a lookup, if it has one made at generation `at`
 /// that is fresh at `now`.
 fn find(store: u64, at: u64, page: &PageKey<'_>, place: Place, now: Now) -> Option<Lookup> {
-    with_table(|table| {
-        let slot = table.slots[place.index].as_ref()?;
-        if !slot.is_for(store, at, page) || slot.copy.is_stale(now) {
-            return None;
-        }
-        Some(Lookup {
-            hash: slot.hash.clone(),
-            entry: Some(Arc::clone(&slot.copy)),
-            scopes: slot.versions.clone(),
-        })
-    })
+    with_table(|table| current(table, store, at, page, place, now).map(Slot::lookup))
+}
+
+/// The slot of `table` at `place` if it holds a copy of `page` made at `at` that is
+/// fresh at `now`.
+fn current<'t>(
+    table: &'t Table,
+    store: u64,
+    at: u64,
+    page: &PageKey<'_>,
+    place: Place,
+    now: Now,
+) -> Option<&'t Slot> {
+    let slot = table.slots[place.index].as_ref()?;
+    (slot.is_for(store, at, page) && !slot.copy.is_stale(now)).then_some(slot)
 }
 
 /// Tells the thread's table what a lookup of `page` at generation `at` found in the

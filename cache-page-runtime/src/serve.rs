@@ -16,6 +16,7 @@ use crate::{
     flight::{Join, Landed, Waited},
     key::{canonical_url, digest, variant_hash},
     miss::Miss,
+    replica::Answer,
     request::{CacheRequest, Capture, Forward},
     respond::{Served, forward, hit, set_status},
     store::{Lookup, PageKey, Version},
@@ -109,33 +110,35 @@ where
     // The wall clock times the lookup, and its second reading is the request's `now`:
     // two clock reads for both, not three.
     let started = SystemTime::now();
-    // A fresh page of this thread's own copies, usable at this URL and varying on
-    // nothing, is served as below without the lookup's hash and versions, which
-    // only a miss, a stale page or a page that varies needs.
-    if !refresh
-        && let Some(store) = cache.in_process()
-        && let Some(entry) = store.fresh_copy(&page, Now::at(started), |entry, versions| {
-            entry.vary.is_none() && usable(entry, versions, url, Now::at(started))
-        })
-    {
-        let finished = SystemTime::now();
-        telemetry::lookup_took(finished.duration_since(started).unwrap_or_default());
-        let now = Now::at(finished);
-        // Past its timeout between the two readings: the stale path below.
-        if !entry.is_stale(now) {
-            return hit(&cache, &entry, &parts, Served::Hit, now);
-        }
-    }
+    // Taken, when there is a copy to check, by the in-process store's check of it.
+    let mut finished = None;
     let lookup = match cache.in_process() {
         // Answered at once, and it cannot fail: no breaker, no timer, no boxed future.
-        Some(store) => Ok(store.lookup_now(page, Now::at(started))),
-        None => cache.guarded(cache.store().lookup(page)).await,
+        // A fresh page of this thread's own copies, usable at this URL and varying on
+        // nothing, comes alone, without the hash and versions that only a miss, a
+        // stale page or a page that varies needs.
+        Some(store) => Ok(
+            store.lookup_or_copy(page, Now::at(started), |entry, versions| {
+                let now = Now::at(*finished.insert(SystemTime::now()));
+                !refresh
+                    && entry.vary.is_none()
+                    && !entry.is_stale(now)
+                    && usable(entry, versions, url, now)
+            }),
+        ),
+        None => cache
+            .guarded(cache.store().lookup(page))
+            .await
+            .map(Answer::Lookup),
     };
-    let finished = SystemTime::now();
+    let finished = finished.unwrap_or_else(SystemTime::now);
     // A clock set back meanwhile times the lookup as zero.
     telemetry::lookup_took(finished.duration_since(started).unwrap_or_default());
     let lookup = match lookup {
-        Ok(lookup) => lookup,
+        Ok(Answer::Copy(entry)) => {
+            return hit(&cache, &entry, &parts, Served::Hit, Now::at(finished));
+        }
+        Ok(Answer::Lookup(lookup)) => lookup,
         Err(err) => {
             telemetry::error("lookup", &err);
             let mut response = handler.await.into_response();
