@@ -180,11 +180,11 @@ impl Cache {
                     near_cache_bytes,
                     invalidation_lag,
                 );
-                return Err(Error::InvalidConfig {
-                    variable: name.to_owned(),
-                    value: redact_url(&url),
-                    reason: "this build has no `redis` feature".to_owned(),
-                });
+                return Err(invalid(
+                    name,
+                    redact_url(&url),
+                    "this build has no `redis` feature",
+                ));
             }
             None => {
                 let mut store = MemoryStore::builder();

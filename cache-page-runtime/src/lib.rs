@@ -147,12 +147,14 @@
 //! | `cache_page_stores_total`             | counter   | |
 //! | `cache_page_not_stored_total`         | counter   | `reason` (as in `Cache-Status` `detail`) |
 //! | `cache_page_errors_total`             | counter   | `op`: `lookup`, `store`, `invalidate` |
-//! | `cache_page_invalidations_total`      | counter   | `kind`: `group`, `path`, `url`, `prefix`, `tag` |
+//! | `cache_page_invalidations_total`      | counter   | `kind`: `group`, `path`, `url`, `prefix`, `tag`, `key` |
 //! | `cache_page_lookup_duration_seconds`  | histogram | |
 //! | `cache_page_circuit_open`             | gauge     | |
+//! | `cache_page_lag_waits_total`          | counter   | |
 //!
 //! Responses carry an RFC 9211 `Cache-Status` header (`cache-page; hit; ttl=42`, a
-//! negative `ttl` on a page served stale in its grace, `cache-page; fwd=uri-miss; stored`, `…; fwd=bypass`, `…; detail=set-cookie`), which
+//! negative `ttl` on a page served stale in its grace, `cache-page; fwd=uri-miss;
+//! stored`, `…; fwd=bypass`, `…; detail=set-cookie`), which
 //! [`CacheBuilder::cache_status`] renames or turns off. A response that already has
 //! one (a handler passing on its upstream caches') keeps it, with the cache's member
 //! last: `upstream; hit, cache-page; hit; ttl=42`.
