@@ -28,10 +28,10 @@
 //! in which the work they leave to the background runs alone (storing the page, the
 //! store's connections), then, in the Redis modes of one command per request, batches
 //! of ten until a batch makes Redis run ten of its one command and nothing else (in
-//! `redis-lag`, no command at all; at most 30 s), then 50 requests. A Redis hit at tracked versions is one `GET` (or, by
-//! default, one `PING` for a page kept in process) only once the store's tracking
-//! connection is up and has learnt the page's versions, which happens in the
-//! background after its first hits. The parent counts the commands, with `INFO
+//! `redis-lag`, no command at all; at most 30 s), then 50 requests. A Redis hit at
+//! tracked versions is one `GET` (or, by default, one `PING` for a page kept in
+//! process) only once the store's tracking connection is up and has learnt the page's
+//! versions, which happens in the background after its first hits. The parent counts the commands, with `INFO
 //! commandstats` before and after each batch and the measured requests, which the
 //! child waits for on its stdin; the table shows those of the measured requests.
 //!
@@ -90,9 +90,9 @@ struct Mode {
     /// Whether it talks to Redis: the Redis server is started for it, and the
     /// commands of its measured requests are counted.
     redis: bool,
-    /// The one command a request makes Redis run once warmed up, which the warm-up
-    /// waits for (`""`: none at all); `None` when there is no such state to wait for.
-    command: Option<&'static str>,
+    /// The commands a request makes Redis run once warmed up (one, or none at all),
+    /// which the warm-up waits for; `None` when there is no such state to wait for.
+    commands: Option<&'static [&'static str]>,
 }
 
 /// What a mode's responses must be.
@@ -112,63 +112,63 @@ const MODES: [Mode; 9] = [
         description: "bare axum handler",
         expect: Expect::Any,
         redis: false,
-        command: None,
+        commands: None,
     },
     Mode {
         name: "get",
         description: "handler doing one Redis GET",
         expect: Expect::Any,
         redis: true,
-        command: Some("get"),
+        commands: Some(&["get"]),
     },
     Mode {
         name: "mem",
         description: "cache-page hit, MemoryStore",
         expect: Expect::Hit,
         redis: false,
-        command: None,
+        commands: None,
     },
     Mode {
         name: "redis",
         description: "cache-page hit, RedisStore (page kept in process, one PING)",
         expect: Expect::Hit,
         redis: true,
-        command: Some("ping"),
+        commands: Some(&["ping"]),
     },
     Mode {
         name: "redis-lag",
         description: "cache-page hit, RedisStore, invalidation_lag(600 s) (page kept in process, no command)",
         expect: Expect::Hit,
         redis: true,
-        command: Some(""),
+        commands: Some(&[]),
     },
     Mode {
         name: "redis-get",
         description: "cache-page hit, RedisStore, near_cache_bytes(0) (one GET at tracked versions)",
         expect: Expect::Hit,
         redis: true,
-        command: Some("get"),
+        commands: Some(&["get"]),
     },
     Mode {
         name: "mget",
         description: "cache-page hit, RedisStore, tracked_versions(false) (one MGET)",
         expect: Expect::Hit,
         redis: true,
-        command: Some("mget"),
+        commands: Some(&["mget"]),
     },
     Mode {
         name: "mem-miss",
         description: "cache-page miss on a new URL, MemoryStore (looked up, run, stored)",
         expect: Expect::Miss,
         redis: false,
-        command: None,
+        commands: None,
     },
     Mode {
         name: "redis-miss",
         description: "cache-page miss on a new URL, RedisStore (looked up, run, stored)",
         expect: Expect::Miss,
         redis: true,
-        command: None,
+        commands: None,
     },
 ];
 
@@ -455,9 +455,10 @@ async fn run_child(
     // The conversation: the child says `batch` or `measure` before a batch of the
     // warm-up or the measured requests and waits for `go`, says `done` after, and
     // after a batch waits for `steady` or `again`.
-    let steady = mode.command.map(|command| match command {
-        "" => BTreeMap::new(),
-        command => BTreeMap::from([(command.to_owned(), STEADY_BATCH)]),
+    let steady = mode.commands.map(|commands| {
+        (commands.iter())
+            .map(|command| ((*command).to_owned(), STEADY_BATCH))
+            .collect::<BTreeMap<_, _>>()
     });
     let deadline = Instant::now() + STEADY_TIMEOUT;
     let mut before = BTreeMap::new();
@@ -618,7 +619,7 @@ fn child(mode: Mode, n: u64, port: u16) -> Result<(), String> {
         // Batches until one makes Redis run its one command per request and nothing
         // else, as the parent tells from `INFO commandstats`: for `redis`, until the
         // tracking connection is up and has learnt the page's versions.
-        if mode.command.is_some() {
+        if mode.commands.is_some() {
             loop {
                 parent.ready(Parent::BATCH)?;
                 for _ in 0..STEADY_BATCH {
