@@ -329,12 +329,21 @@ fn statuses(value: &Expr) -> syn::Result<Vec<LitInt>> {
                 int.span(),
                 "a 304 is never stored: it has no body to serve to others",
             )),
-            Some((code, int)) if (100..=599).contains(&code) => {
+            Some((206, int)) => errors.push(syn::Error::new(
+                int.span(),
+                "a 206 is never stored: it holds part of a page, which would be served \
+                 to requests for all of it",
+            )),
+            Some((code, int)) if (100..=199).contains(&code) => errors.push(syn::Error::new(
+                int.span(),
+                "a 1xx status is never stored: it is not a final response",
+            )),
+            Some((code, int)) if (200..=599).contains(&code) => {
                 codes.push(LitInt::new(&format!("{code}u16"), int.span()));
             }
             _ => errors.push(syn::Error::new(
                 elem.span(),
-                "expected a status code from 100 to 599",
+                "expected a status code from 200 to 599",
             )),
         }
     }
@@ -607,6 +616,27 @@ mod tests {
                 "`timeout` is specified more than once",
             ]
         );
+    }
+
+    #[test]
+    fn statuses_that_are_never_stored() {
+        assert_eq!(
+            errors(quote!(
+                timeout = 60,
+                statuses = [200, 304, 206, 101, 42, 404]
+            )),
+            [
+                "a 304 is never stored: it has no body to serve to others",
+                "a 206 is never stored: it holds part of a page, which would be served to requests for all of it",
+                "a 1xx status is never stored: it is not a final response",
+                "expected a status code from 200 to 599",
+            ]
+        );
+        let args = parse(quote!(timeout = 60, statuses = [200, 404, 599]));
+        let codes: Vec<u16> = (args.statuses.iter().flatten())
+            .map(|code| code.base10_parse().unwrap())
+            .collect();
+        assert_eq!(codes, [200, 404, 599]);
     }
 
     #[test]

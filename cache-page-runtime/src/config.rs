@@ -229,9 +229,18 @@ impl PageConfig {
     }
 
     /// The statuses whose responses are stored (default `[200]`). Give a status its
-    /// own timeout with a timeout function. A `304` is never stored.
+    /// own timeout with a timeout function.
+    ///
+    /// Some statuses are never stored, and are dropped from the list: a `304` (it has
+    /// no body to serve to others), a `206` (it holds part of a page, which would be
+    /// served to requests for all of it), a `1xx` (not a final response) and any
+    /// number outside 100–599.
     pub fn statuses(mut self, statuses: &[u16]) -> Self {
-        self.statuses = statuses.iter().copied().filter(|s| *s != 304).collect();
+        self.statuses = statuses
+            .iter()
+            .copied()
+            .filter(|s| (200..=599).contains(s) && *s != 206 && *s != 304)
+            .collect();
         self
     }
 

@@ -25,13 +25,14 @@
 //! ## 1. What is cached
 //!
 //! `GET` and `HEAD` requests (a `HEAD` is answered from the stored `GET`), and by
-//! default only `200` responses (`statuses = [200, 404]` to add others; a `304` is
-//! never stored). Never stored: responses with `Set-Cookie`, with `Cache-Control:
-//! private`, `no-store` or `no-cache`, with `Vary: *`, bodies of unknown length
-//! (streams) or over the cache's limit (8 MiB), which pass through untouched. Stored
-//! responses keep their status, every end-to-end header (repeated names too) and the
-//! raw body; they get `Cache-Control: max-age` (the smaller of the timeout and the
-//! handler's own), `Expires` if absent, and an `ETag` if absent. Hits carry `Age`.
+//! default only `200` responses (`statuses = [200, 404]` to add others; a `304`, a
+//! `206` or a `1xx` is never stored). Never stored: responses with `Set-Cookie`, with
+//! `Cache-Control: private`, `no-store` or `no-cache`, with `Vary: *`, bodies of
+//! unknown length (streams) or over the cache's limit (8 MiB), which pass through
+//! untouched. Stored responses keep their status, every end-to-end header (repeated
+//! names too) and the raw body; they get `Cache-Control: max-age` (the smaller of the
+//! timeout and the handler's own), `Expires` if absent, and an `ETag` if absent. Hits
+//! carry `Age`.
 //!
 //! ## 2. Keys
 //!
@@ -261,7 +262,7 @@ pub mod keys {
 /// | `group`   | `"name"`, or a function of the request's parts; may repeat | none |
 /// | `prefix`  | `"text"`, or a function of the request's parts | `""` |
 /// | `store`   | `"name"` of a cache given to [`install_named`] | the default cache |
-/// | `statuses`| `[200, 404, …]`: the statuses stored (never 304) | `[200]` |
+/// | `statuses`| `[200, 404, …]`: the statuses stored (never 304, 206 or 1xx) | `[200]` |
 /// | `only_if` | a function of the request's parts returning `bool`; `false` bypasses the cache | always |
 /// | `authorized` | `true`: cache requests with `Authorization`, one page per caller | `false`: they bypass |
 /// | `tag`     | `"name"`, or a function of the request's parts; may repeat ([`Cache::invalidate_tag`]) | none |

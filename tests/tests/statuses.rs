@@ -1,6 +1,6 @@
 //! `statuses = [...]`: which statuses are stored, each with the timeout a timeout
-//! function gives it; a `304` is never stored, even if listed (the attribute rejects
-//! it at compile time; a `PageConfig` drops it).
+//! function gives it; a `304` or a `206` is never stored, even if listed (the attribute
+//! rejects them at compile time; a `PageConfig` drops them).
 
 use axum::{
     Extension, Router,
@@ -40,10 +40,23 @@ async fn not_modified(State(hits): State<Hits>) -> Response {
     (StatusCode::NOT_MODIFIED, [("x-run", n.to_string())]).into_response()
 }
 
+/// A handler that answers `Range` itself; a `PageConfig` accepts
+/// `statuses(&[200, 206])` (`partial_app`), the attribute refuses it.
+async fn partial(State(hits): State<Hits>) -> Response {
+    let n = hits.bump();
+    (
+        StatusCode::PARTIAL_CONTENT,
+        [(header::CONTENT_RANGE, "bytes 0-4/100")],
+        format!("run{n}"),
+    )
+        .into_response()
+}
+
 fn app(cache: &Cache, hits: &Hits) -> Router {
     Router::new()
         .route("/item/{code}", get(item))
         .merge(not_modified_app())
+        .merge(partial_app())
         .with_state(hits.clone())
         .layer(Extension(cache.clone()))
 }
@@ -53,6 +66,14 @@ fn not_modified_app() -> Router<Hits> {
         .route("/not-modified", get(not_modified))
         .route_layer(CachePageLayer::new(
             PageConfig::new(60u64).statuses(&[200, 304]),
+        ))
+}
+
+fn partial_app() -> Router<Hits> {
+    Router::new()
+        .route("/partial", get(partial))
+        .route_layer(CachePageLayer::new(
+            PageConfig::new(60u64).statuses(&[200, 206]),
         ))
 }
 
@@ -123,6 +144,25 @@ async fn a_304_is_never_stored_even_if_listed(cache: Cache) {
     assert_eq!(hits.get(), 2);
 }
 
+/// A 206 is one range of a page: stored under the page's URL, it would be served to
+/// requests for the whole page.
+async fn a_206_is_never_stored_even_if_listed(cache: Cache) {
+    let hits = Hits::new();
+    let app = app(&cache, &hits);
+    for run in 1..=2 {
+        let reply = fetch_with(&app, "/partial", &[("range", "bytes=0-4")]).await;
+        assert_eq!(reply.status, StatusCode::PARTIAL_CONTENT);
+        assert_eq!(
+            reply.cache_status(),
+            "cache-page; fwd=uri-miss; detail=status"
+        );
+        assert_eq!(reply.text(), format!("run{run}"));
+    }
+    let whole = fetch(&app, "/partial").await;
+    assert!(!whole.is_hit(), "a range was served as the whole page");
+    assert_eq!(hits.get(), 3);
+}
+
 /// RFC 9110 §13.2.1: preconditions are ignored when the response without them would
 /// not be a 2xx: a stored 404 is served as a 404 whatever `If-None-Match` says.
 async fn a_stored_404_ignores_if_none_match(cache: Cache) {
@@ -152,6 +192,7 @@ both_stores!(
     a_listed_404_is_stored_with_its_own_timeout,
     an_unlisted_status_is_still_not_stored,
     a_304_is_never_stored_even_if_listed,
+    a_206_is_never_stored_even_if_listed,
 );
 
 #[tokio::test]
