@@ -584,6 +584,9 @@ pub fn install(cache: Cache) -> Result<(), Error> {
 /// Installs a cache under `name`, for handlers that say `store = "name"`. Installing a
 /// name again replaces the cache it names.
 ///
+/// Until a name is installed, the handlers that name it serve uncached, and the
+/// first of their requests logs a warning (once per name).
+///
 /// ```
 /// use cache_page_runtime::Cache;
 ///

@@ -84,6 +84,17 @@ pub(crate) fn error(op: &'static str, err: &crate::Error) {
     match (op, err) {
         // While the breaker is open the store is not called; the breaker logged that once.
         (_, crate::Error::Unavailable) => {}
+        // A name no cache was installed under: every request of its handlers would say
+        // so, and the first one has.
+        (_, crate::Error::UnknownCache(name)) if !first_time_unknown(name) => {
+            tracing::debug!(op, error = %err, "cache-page serving uncached");
+        }
+        (_, crate::Error::UnknownCache(_)) => tracing::warn!(
+            op,
+            error = %err,
+            "cache-page serving uncached the handlers that name this cache, until \
+             `install_named` installs one (logged once per name)"
+        ),
         ("invalidate", crate::Error::Timeout(_)) => tracing::warn!(
             op,
             error = %err,
@@ -99,6 +110,18 @@ pub(crate) fn error(op: &'static str, err: &crate::Error) {
     }
     #[cfg(feature = "metrics")]
     metrics::counter!("cache_page_errors_total", "op" => op).increment(1);
+}
+
+/// Whether `name` is reported as not installed for the first time.
+fn first_time_unknown(name: &str) -> bool {
+    static REPORTED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut reported = REPORTED.lock().unwrap_or_else(|e| e.into_inner());
+    if reported.iter().any(|n| n == name) {
+        return false;
+    }
+    // The names are the program's own (`store = "…"`), never a request's: few.
+    reported.push(name.to_owned());
+    true
 }
 
 pub(crate) fn invalidated(kind: &'static str, name: &str, version: u64) {
@@ -182,5 +205,20 @@ mod tests {
 
         // The breaker logged its opening once; each refused call is not logged.
         assert_eq!(logged("lookup", &Error::Unavailable), "");
+    }
+
+    #[test]
+    fn a_cache_never_installed_is_reported_once_per_name() {
+        let unknown = |name: &str| Error::UnknownCache(name.to_owned());
+        let first = logged("lookup", &unknown("telemetry-unit-a"));
+        assert!(first.contains("WARN"), "{first}");
+        assert!(first.contains("\"telemetry-unit-a\""), "{first}");
+        assert!(first.contains("install_named"), "{first}");
+        for _ in 0..3 {
+            let again = logged("lookup", &unknown("telemetry-unit-a"));
+            assert!(!again.contains("WARN"), "reported again: {again}");
+        }
+        let other = logged("lookup", &unknown("telemetry-unit-b"));
+        assert!(other.contains("WARN"), "{other}");
     }
 }
