@@ -91,6 +91,9 @@ impl Ctx {
     ) -> Result<T, CliError> {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(value)) => Ok(value),
+            // The connection's own timeouts are this one: said the same way, whichever
+            // ran out first.
+            Ok(Err(err)) if err.is_timeout() => Err(CliError::timeout(&self.url, self.timeout)),
             Ok(Err(err)) => Err(CliError::from_runtime(&self.url, err)),
             Err(_) => Err(CliError::timeout(&self.url, self.timeout)),
         }
@@ -100,6 +103,7 @@ impl Ctx {
     async fn redis<T>(&self, fut: impl Future<Output = RedisResult<T>>) -> Result<T, CliError> {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) if err.is_timeout() => Err(CliError::timeout(&self.url, self.timeout)),
             Ok(Err(err)) => Err(CliError::from_redis(&self.url, &err)),
             Err(_) => Err(CliError::timeout(&self.url, self.timeout)),
         }

@@ -41,6 +41,52 @@ use crate::{
     tracking::{Link, Timeouts, Tracking},
 };
 
+/// The store's connection, for one command or pipeline: sent again, once, when the
+/// connection manager refused it without sending it.
+///
+/// While Redis is down, the manager's attempts to reconnect fail, and it keeps the
+/// last failure: the next command is answered with it at once, and starts a new
+/// attempt in the background. After Redis returns, the first command (the circuit
+/// breaker's probe) would fail so, and caching would resume only at the next probe, a
+/// cooldown later. Sent again, it waits for the attempt its failure started. Only a
+/// refused connection is retried: such a command never reached Redis, so sending it
+/// again cannot apply it twice.
+pub(crate) struct Trip(ConnectionManager);
+
+impl redis::aio::ConnectionLike for Trip {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        Box::pin(async move {
+            match self.0.send_packed_command(cmd).await {
+                Err(err) if err.is_connection_refusal() => self.0.send_packed_command(cmd).await,
+                answer => answer,
+            }
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        Box::pin(async move {
+            match self.0.send_packed_commands(pipeline, offset, count).await {
+                Err(err) if err.is_connection_refusal() => {
+                    self.0.send_packed_commands(pipeline, offset, count).await
+                }
+                answers => answers,
+            }
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        redis::aio::ConnectionLike::get_db(&self.0)
+    }
+}
+
 /// Moves a version on in one command: `INCR` when it holds a number, otherwise a
 /// fresh seed (never `INCR` from nothing, which would start again at 1 and could reach
 /// entries invalidated long ago). `ARGV[2]`, when not 0, is the key's TTL.
@@ -280,9 +326,9 @@ impl RedisStore {
         self.round_trips.load(Ordering::Relaxed)
     }
 
-    fn trip(&self) -> Result<ConnectionManager, Error> {
+    fn trip(&self) -> Result<Trip, Error> {
         self.count_trip();
-        self.connection()
+        self.connection().map(Trip)
     }
 
     fn count_trip(&self) {
@@ -728,9 +774,10 @@ impl RedisStoreBuilder {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(Some(self.command_timeout))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(1));
+            // One attempt per reconnection, no backoff: while Redis is down a request
+            // is served uncached at once, rather than after the attempts' sleeps, and
+            // the first command after it returns reaches it (see `Trip`).
+            .set_number_of_retries(0);
         Ok(RedisStore {
             conn: Arc::default(),
             client,

@@ -211,3 +211,68 @@ async fn an_unanswered_invalidation_is_a_timeout() {
     )
     .await;
 }
+
+/// The request that probes a Redis that came back is served from it: the store does
+/// not answer it with the failure of its last attempt to reconnect, made while Redis
+/// was down, so caching resumes one cooldown after Redis returns, not two.
+#[tokio::test]
+async fn the_first_probe_after_redis_returns_reaches_it() {
+    let Some(mut server) = RedisServer::start_private("the_first_probe_after_redis_returns") else {
+        return;
+    };
+    // Versions not tracked: every lookup goes down the store's one connection, which
+    // is what this test is about (the tracking connection reconnects on its own).
+    let store = RedisStore::builder(server.url())
+        .namespace(unique_namespace("first_probe"))
+        .tracked_versions(false)
+        .build()
+        .expect("a valid URL");
+    let cooldown = Duration::from_millis(300);
+    let cache = Cache::builder(store).circuit_breaker(1, cooldown).build();
+    let hits = Hits::new();
+    let app = app(&cache, &hits);
+    assert!(fetch(&app, "/page").await.is_stored());
+    assert!(fetch(&app, "/page").await.is_hit());
+
+    server.stop();
+    // A first failure opens the breaker; then probes fail while Redis stays down.
+    let mut failed_probes = 0;
+    eventually(
+        Duration::from_secs(10),
+        "two probes failed while Redis was down",
+        async || {
+            let reply = fetch(&app, "/page").await;
+            assert_eq!(reply.status, 200);
+            if reply.cache_status().contains("detail=store-error") && !cache.is_available() {
+                failed_probes += 1;
+            }
+            failed_probes >= 2
+        },
+    )
+    .await;
+    // Each failure starts a reconnection in the background, which fails at once while
+    // Redis is down. Let the last one end before Redis returns, so that the store
+    // holds a failure when the next probe comes (a store that answered the probe with
+    // it, as before, fails this test; without the pause it might not).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    server.restart();
+    let mut outcomes = Vec::new();
+    eventually(Duration::from_secs(10), "caching resumed", async || {
+        let reply = fetch(&app, "/page").await;
+        assert_eq!(reply.status, 200);
+        let status = reply.cache_status().to_owned();
+        let resumed = reply.is_stored();
+        if !status.contains("detail=store-unavailable") {
+            outcomes.push(status);
+        }
+        resumed
+    })
+    .await;
+    assert_eq!(
+        outcomes.len(),
+        1,
+        "probes failed after Redis was back: {outcomes:?}"
+    );
+    assert!(cache.is_available());
+}
