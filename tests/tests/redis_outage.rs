@@ -215,16 +215,16 @@ async fn an_unanswered_invalidation_is_a_timeout() {
 /// The request that probes a Redis that came back is served from it: the store does
 /// not answer it with the failure of its last attempt to reconnect, made while Redis
 /// was down, so caching resumes one cooldown after Redis returns, not two.
-#[tokio::test]
-async fn the_first_probe_after_redis_returns_reaches_it() {
+///
+/// With versions tracked (the default) or not: either way, while the tracking
+/// connection is down, lookups go down the store's own connection.
+async fn the_first_probe_after_redis_returns_reaches_it(tracked: bool) {
     let Some(mut server) = RedisServer::start_private("the_first_probe_after_redis_returns") else {
         return;
     };
-    // Versions not tracked: every lookup goes down the store's one connection, which
-    // is what this test is about (the tracking connection reconnects on its own).
     let store = RedisStore::builder(server.url())
         .namespace(unique_namespace("first_probe"))
-        .tracked_versions(false)
+        .tracked_versions(tracked)
         .build()
         .expect("a valid URL");
     let cooldown = Duration::from_millis(300);
@@ -275,4 +275,14 @@ async fn the_first_probe_after_redis_returns_reaches_it() {
         "probes failed after Redis was back: {outcomes:?}"
     );
     assert!(cache.is_available());
+}
+
+#[tokio::test]
+async fn the_first_probe_after_redis_returns_reaches_it_tracked() {
+    the_first_probe_after_redis_returns_reaches_it(true).await;
+}
+
+#[tokio::test]
+async fn the_first_probe_after_redis_returns_reaches_it_untracked() {
+    the_first_probe_after_redis_returns_reaches_it(false).await;
 }
