@@ -155,10 +155,10 @@
 //!
 //! Responses carry an RFC 9211 `Cache-Status` header (`cache-page; hit; ttl=42`, a
 //! negative `ttl` on a page served stale in its grace, `cache-page; fwd=uri-miss;
-//! stored`, `…; fwd=bypass`, `…; detail=set-cookie`), which
-//! [`CacheBuilder::cache_status`] renames or turns off. A response that already has
-//! one (a handler passing on its upstream caches') keeps it, with the cache's member
-//! last: `upstream; hit, cache-page; hit; ttl=42`.
+//! stored`, `…; fwd=bypass`, `…; detail=set-cookie`), which [`CacheBuilder::cache_status`]
+//! renames or turns off. A response that already has one (a handler passing on its
+//! upstream caches') keeps it, with the cache's member last: `upstream; hit,
+//! cache-page; hit; ttl=42`.
 //!
 //! ## 10. Whole routers
 //!

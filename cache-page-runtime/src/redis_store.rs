@@ -51,7 +51,7 @@ use crate::{
 /// cooldown later. Sent again, it waits for the attempt its failure started. Only a
 /// refused connection is retried: such a command never reached Redis, so sending it
 /// again cannot apply it twice.
-pub(crate) struct Trip(ConnectionManager);
+struct Trip(ConnectionManager);
 
 impl redis::aio::ConnectionLike for Trip {
     fn req_packed_command<'a>(

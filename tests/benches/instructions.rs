@@ -19,9 +19,9 @@
 //! `GET /page` with a `Host` header (`/page?n=N`, a URL never asked before, in the
 //! miss modes), sent with `tower::ServiceExt::oneshot` (no sockets) on a
 //! current-thread Tokio runtime; its `Cache-Status` and whole body are read, and it
-//! must be a hit in the hit modes, a miss that stores the page in the miss modes. The difference of the two totals
-//! divided by the difference of their requests is the cost of one request, without the
-//! start-up, the set-up and the warm-up. The Redis server is emptied before every run,
+//! must be a hit in the hit modes, a miss that stores the page in the miss modes. The
+//! difference of the two totals divided by the difference of their requests is the
+//! cost of one request, without the start-up, the set-up and the warm-up. The Redis server is emptied before every run,
 //! and stopped at the end, on an error or on Ctrl-C; the children exit by themselves.
 //!
 //! The warm-up is the same in every mode: ten requests, each followed by a 20 ms pause
@@ -31,9 +31,10 @@
 //! `redis-lag`, no command at all; at most 30 s), then 50 requests. A Redis hit at
 //! tracked versions is one `GET` (or, by default, one `PING` for a page kept in
 //! process) only once the store's tracking connection is up and has learnt the page's
-//! versions, which happens in the background after its first hits. The parent counts the commands, with `INFO
-//! commandstats` before and after each batch and the measured requests, which the
-//! child waits for on its stdin; the table shows those of the measured requests.
+//! versions, which happens in the background after its first hits. The parent counts
+//! the commands, with `INFO commandstats` before and after each batch and the measured
+//! requests, which the child waits for on its stdin; the table shows those of the
+//! measured requests.
 //!
 //! The counts include malloc's, which depend on how the heap is laid out, and that on
 //! what the process did before: a child that read `INFO` itself (a reply whose length
