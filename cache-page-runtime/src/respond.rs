@@ -96,6 +96,8 @@ pub(crate) fn hit(
     // Whether the page came with a `Cache-Status` of its own (from caches nearer the
     // origin, which a handler that proxies may pass on).
     let upstream;
+    // Whether the head has the placeholders (a hit's does, a `304`'s does not).
+    let mut placed = false;
     let mut response = if not_modified {
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::NOT_MODIFIED;
@@ -119,11 +121,16 @@ pub(crate) fn hit(
         let headers;
         (headers, upstream) = head(entry, status_name.is_some());
         *response.headers_mut() = headers;
+        placed = true;
         response
     };
     let headers = response.headers_mut();
-    // Over the head's placeholder, if it has one.
-    headers.insert(header::AGE, small_number(age));
+    let age = small_number(age);
+    if placed {
+        put(headers, AGE_AT, &header::AGE, age);
+    } else {
+        headers.insert(header::AGE, age);
+    }
     if let Some(name) = status_name {
         // Negative once stale (RFC 9211 §2.4); a superseded page is stale already.
         let ttl = match served {
@@ -143,6 +150,7 @@ pub(crate) fn hit(
             value => value,
         };
         match value {
+            Some(value) if placed => put(headers, STATUS_AT, &CACHE_STATUS, value),
             Some(value) => {
                 headers.insert(CACHE_STATUS, value);
             }
@@ -175,6 +183,24 @@ const HEADS: usize = 8;
 const _: () = assert!(HEADS.is_power_of_two());
 const HEAD_MAX_BODY: usize = 16 * 1024;
 
+/// Where a hit's head has its placeholders among its values, in the order of
+/// [`HeaderMap::iter_mut`] (which a clone of the map keeps): first the `Age`, then
+/// the `Cache-Status` if it has one. A hit writes its own values there, without
+/// hashing their names to find them.
+const AGE_AT: usize = 0;
+const STATUS_AT: usize = 1;
+
+/// Writes `value` over the value at `at`, the placeholder of `name`; inserts it if
+/// that value is not `name`'s (which [`head`] does not let happen).
+fn put(headers: &mut HeaderMap, at: usize, name: &HeaderName, value: HeaderValue) {
+    match headers.iter_mut().nth(at) {
+        Some((found, slot)) if found == name => *slot = value,
+        _ => {
+            headers.insert(name.clone(), value);
+        }
+    }
+}
+
 /// A head [`head`] keeps: its entry, whether it has a `Cache-Status`, the headers,
 /// and whether the entry has a `Cache-Status` of its own.
 type KeptHead = (Arc<Entry>, bool, HeaderMap, bool);
@@ -192,8 +218,9 @@ fn head_slot(entry: &Arc<Entry>) -> usize {
 
 /// The headers of a hit (not a `304`) on `entry`: its own, its `Content-Length`, and
 /// placeholders for the `Age` (and, with `status`, the `Cache-Status`) that each hit
-/// writes over; and, with `status`, whether the entry has a `Cache-Status` of its own
-/// (which the placeholder replaced, and the hit's value then follows).
+/// writes over, at [`AGE_AT`] and [`STATUS_AT`]; and, with `status`, whether the
+/// entry has a `Cache-Status` of its own (which the head leaves out, and the hit's
+/// value then follows).
 ///
 /// Every hit on a page sends the same headers but those two, so each thread keeps the
 /// head it built for each of a few entries that a store keeps (an entry some other
@@ -217,17 +244,22 @@ fn head(entry: &Arc<Entry>, status: bool) -> (HeaderMap, bool) {
     }
     let upstream = status && has_status(entry);
     let mut headers = HeaderMap::with_capacity(entry.headers.len() + 3);
+    // The placeholders first, at `AGE_AT` and `STATUS_AT`; the entry's own values of
+    // their names are not sent (a hit's `Cache-Status` follows the entry's, which it
+    // reads from the entry).
+    headers.insert(header::AGE, HeaderValue::from_static("0"));
+    if status {
+        headers.insert(CACHE_STATUS, HeaderValue::from_static("0"));
+    }
     for (name, value) in &entry.headers {
-        headers.append(name.clone(), value.clone());
+        if name != header::AGE && !(status && name == CACHE_STATUS) {
+            headers.append(name.clone(), value.clone());
+        }
     }
     headers.insert(
         header::CONTENT_LENGTH,
         small_number(entry.body.len() as u64),
     );
-    headers.insert(header::AGE, HeaderValue::from_static("0"));
-    if status {
-        headers.insert(CACHE_STATUS, HeaderValue::from_static("0"));
-    }
     // An entry decoded for this request alone is not seen again.
     if Arc::strong_count(entry) > 1 && entry.body.len() <= HEAD_MAX_BODY {
         let _ = KEPT.try_with(|kept| {

@@ -110,7 +110,8 @@ where
     // The wall clock times the lookup, and its second reading is the request's `now`:
     // two clock reads for both, not three.
     let started = SystemTime::now();
-    // Taken, when there is a copy to check, by the in-process store's check of it.
+    // Taken, when there is a copy to check, by the in-process store's check of it:
+    // the second reading, and the request's `now` from it.
     let mut finished = None;
     let lookup = match cache.in_process() {
         // Answered at once, and it cannot fail: no breaker, no timer, no boxed future.
@@ -119,7 +120,9 @@ where
         // stale page or a page that varies needs.
         Some(store) => Ok(
             store.lookup_or_copy(page, Now::at(started), |entry, versions| {
-                let now = Now::at(*finished.insert(SystemTime::now()));
+                let time = SystemTime::now();
+                let now = Now::at(time);
+                finished = Some((time, now));
                 !refresh
                     && entry.vary.is_none()
                     && !entry.is_stale(now)
@@ -131,12 +134,15 @@ where
             .await
             .map(Answer::Lookup),
     };
-    let finished = finished.unwrap_or_else(SystemTime::now);
+    let (finished, now) = finished.unwrap_or_else(|| {
+        let time = SystemTime::now();
+        (time, Now::at(time))
+    });
     // A clock set back meanwhile times the lookup as zero.
     telemetry::lookup_took(finished.duration_since(started).unwrap_or_default());
     let lookup = match lookup {
         Ok(Answer::Copy(entry)) => {
-            return hit(&cache, &entry, &parts, Served::Hit, Now::at(finished));
+            return hit(&cache, &entry, &parts, Served::Hit, now);
         }
         Ok(Answer::Lookup(lookup)) => lookup,
         Err(err) => {
@@ -155,7 +161,6 @@ where
             return response;
         }
     };
-    let now = Now::at(finished);
     let (found, target) = match find(&cache, &lookup, &parts, url, now).await {
         Found::Nothing => (
             None,
@@ -409,8 +414,8 @@ pub(crate) fn usable(entry: &Entry, scopes: &[u64], url: &str, now: Now) -> bool
         return false;
     }
     let path = |u: &str| u.bytes().position(|b| b == b'?').unwrap_or(u.len());
-    let same_path = entry.origin[..path(&entry.origin)] == url[..path(url)];
     let same_url = entry.origin == url;
+    let same_path = same_url || entry.origin[..path(&entry.origin)] == url[..path(url)];
     entry
         .scopes
         .iter()
