@@ -578,6 +578,48 @@ mod tests {
     }
 
     #[test]
+    fn put_writes_over_its_placeholder_and_inserts_when_it_is_not_there() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AGE, HeaderValue::from_static("0"));
+        headers.insert(CACHE_STATUS, HeaderValue::from_static("0"));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        put(&mut headers, AGE_AT, &header::AGE, small_number(7));
+        put(
+            &mut headers,
+            STATUS_AT,
+            &CACHE_STATUS,
+            HeaderValue::from_static("edge; hit; ttl=3"),
+        );
+        let all: Vec<_> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            all,
+            [
+                ("age", "7"),
+                ("cache-status", "edge; hit; ttl=3"),
+                ("content-type", "text/html"),
+            ]
+        );
+        // Another name where the placeholder should be: that value stays, and the
+        // one put is inserted under its own name.
+        let mut other = HeaderMap::new();
+        other.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        put(&mut other, AGE_AT, &header::AGE, small_number(7));
+        put(
+            &mut other,
+            STATUS_AT,
+            &CACHE_STATUS,
+            HeaderValue::from_static("x"),
+        );
+        assert_eq!(other[header::CONTENT_TYPE], "text/html");
+        assert_eq!(other[header::AGE], "7");
+        assert_eq!(other[CACHE_STATUS], "x");
+        assert_eq!(other.len(), 3);
+    }
+
+    #[test]
     fn tabled_numbers_are_the_numbers_themselves() {
         for n in (0..TABLED + 10).chain([u64::MAX]) {
             assert_eq!(
