@@ -234,7 +234,7 @@ impl PageConfig {
     /// Some statuses are never stored, and are dropped from the list: a `304` (it has
     /// no body to serve to others), a `206` (it holds part of a page, which would be
     /// served to requests for all of it), a `1xx` (not a final response) and any
-    /// number outside 100–599.
+    /// number that is not a status (below 100 or past 599).
     pub fn statuses(mut self, statuses: &[u16]) -> Self {
         self.statuses = statuses
             .iter()

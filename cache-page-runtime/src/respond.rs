@@ -96,8 +96,6 @@ pub(crate) fn hit(
     // Whether the page came with a `Cache-Status` of its own (from caches nearer the
     // origin, which a handler that proxies may pass on).
     let upstream;
-    // Whether the head has the placeholders (a hit's does, a `304`'s does not).
-    let mut placed = false;
     let mut response = if not_modified {
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::NOT_MODIFIED;
@@ -121,10 +119,11 @@ pub(crate) fn hit(
         let headers;
         (headers, upstream) = head(entry, status_name.is_some());
         *response.headers_mut() = headers;
-        placed = true;
         response
     };
     let headers = response.headers_mut();
+    // A hit's head has the placeholders; a `304`'s, built above, does not.
+    let placed = !not_modified;
     let age = small_number(age);
     if placed {
         put(headers, AGE_AT, &header::AGE, age);
